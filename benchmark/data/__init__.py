@@ -1,0 +1,1 @@
+"""Data layer: real dataset sources, checksummed snapshots, sequential deletion protocols."""

@@ -1,0 +1,1 @@
+"""The stages of the pipeline: originals, gold retrains, unlearning cells, evaluation."""

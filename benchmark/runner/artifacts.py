@@ -1,0 +1,89 @@
+"""Atomic writes, content hashes and the repository layout shared by every stage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 (16 hex digits) of the canonical JSON of ``obj``."""
+    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temp file + rename), so an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_state(path: Path, model: torch.nn.Module) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)
+
+
+def load_state(path: Path, model: torch.nn.Module) -> torch.nn.Module:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: model missing; run the stage that produces it first")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each stage writes: ``datasets/``, ``runs/<suite>/...``, ``results/``, ``leaderboards/``."""
+
+    root: Path = Path(".")
+
+    def dataset_dir(self, name: str) -> Path:
+        return self.root / "datasets" / name
+
+    def suite_dir(self, suite: str) -> Path:
+        return self.root / "runs" / suite
+
+    def protocols_dir(self, suite: str) -> Path:
+        return self.suite_dir(suite) / "protocols"
+
+    def original_path(self, suite: str, seed: int) -> Path:
+        return self.suite_dir(suite) / "originals" / f"seed{seed}.pt"
+
+    def gold_path(self, suite: str, protocol: str, seed: int, step: int) -> Path:
+        return self.suite_dir(suite) / "gold" / protocol / f"seed{seed}" / f"step{step}.pt"
+
+    def cell_dir(self, suite: str, protocol: str, params_id: str, seed: int) -> Path:
+        return self.suite_dir(suite) / "cells" / protocol / slug(params_id) / f"seed{seed}"
+
+    def results_path(self, suite: str) -> Path:
+        return self.root / "results" / f"{suite}.csv"
+
+    @property
+    def leaderboard_dir(self) -> Path:
+        return self.root / "leaderboards"

@@ -1,0 +1,246 @@
+"""The unlearner contract, the registry and plugin discovery.
+
+A method is a class registered with :func:`register_unlearner`::
+
+    @register_unlearner("cure_newton")
+    class CubicNewton(Unlearner):
+        params = {"L": [None], "iters": [3]}   # grid, expanded like benchopt
+        test_params = {"iters": 1}             # tiny config for the conformance checks
+        def unlearn(self, model, request, ctx) -> nn.Module: ...
+
+``unlearn`` is called once per deletion request, in order: request k receives the model returned
+for request k-1. It never sees test data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import itertools
+import pkgutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+ENTRY_POINT_GROUP = "benchmark.unlearners"
+
+
+class BudgetExceeded(RuntimeError):
+    """Raised by :meth:`Context.check_budget` when a cell runs past its time budget."""
+
+
+class UnknownMethodError(KeyError):
+    """An unlearner name that no registered or installed method provides."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class DataView:
+    """Inputs (float32, normalised, NCHW) and integer labels of one subset of the training set."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    indices: torch.Tensor  # positions in the training set
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class Request:
+    """Deletion request k (1-based) of a sequential protocol.
+
+    ``forget`` is what request k deletes; ``forget_all`` is the union of requests 1..k;
+    ``retain`` is D minus requests 1..k (what the gold model of step k is trained on).
+    """
+
+    step: int
+    forget: DataView
+    forget_all: DataView
+    retain: DataView
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """The originals' training recipe; gold retrains and first-order methods reuse it."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+
+
+@dataclass
+class Counters:
+    """Work done inside one request: gradient passes over samples and Hessian-vector products."""
+
+    grad_samples: int = 0  # samples pushed through a forward+backward pass
+    hvps: int = 0
+    hvp_samples: int = 0  # samples involved in HVPs
+    hessians: int = 0  # explicit Hessians formed
+
+    def reset(self) -> None:
+        self.grad_samples = self.hvps = self.hvp_samples = self.hessians = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "grad_samples": self.grad_samples,
+            "hvps": self.hvps,
+            "hvp_samples": self.hvp_samples,
+            "hessians": self.hessians,
+        }
+
+
+@dataclass
+class Context:
+    """Everything a method may use besides the model and the request."""
+
+    seed: int
+    recipe: TrainRecipe
+    make_model: Callable[[int], nn.Module]  # make_model(seed): a fresh model of the suite architecture
+    n_train: int  # |D|, to express costs in epoch-equivalents
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    budget_s: float | None = None
+    counters: Counters = field(default_factory=Counters)
+    state: dict[str, Any] = field(default_factory=dict)  # persists across the K requests of a cell
+    info: dict[str, Any] = field(default_factory=dict)  # per-request diagnostics, stored in the result row
+    started: float = field(default_factory=time.perf_counter)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A torch generator seeded from the cell seed (``offset`` separates independent streams)."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+    def check_budget(self) -> None:
+        """Methods with long loops call this; the runner also checks between requests."""
+        if self.budget_s is not None and time.perf_counter() - self.started > self.budget_s:
+            raise BudgetExceeded(f"time budget of {self.budget_s:.0f}s exceeded")
+
+
+class Unlearner:
+    """Base class of every unlearning method.
+
+    Subclasses set ``name`` (through the decorator), ``params`` (a grid: key -> list of values) and
+    ``test_params`` (one small configuration), and implement :meth:`unlearn`.
+    """
+
+    name: ClassVar[str] = ""
+    params: ClassVar[dict[str, list[Any]]] = {}
+    test_params: ClassVar[dict[str, Any]] = {}
+    origin: ClassVar[str] = "builtin"
+
+    def __init__(self, **hparams: Any) -> None:
+        unknown = sorted(set(hparams) - set(self.params))
+        if unknown:
+            raise ValueError(
+                f"method '{self.name}' has no parameter {unknown[0]!r}; known: {sorted(self.params)}"
+            )
+        defaults = {k: v[0] for k, v in self.params.items()}
+        self.hparams: dict[str, Any] = {**defaults, **hparams}
+
+    def skip(self, n_params: int) -> str | None:
+        """Return a reason when the method does not apply to a model with ``n_params`` parameters."""
+        return None
+
+    def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def grid(cls, overrides: dict[str, list[Any]] | None = None) -> Iterator[dict[str, Any]]:
+        """Expand the parameter grid (``overrides`` replaces the lists of the keys it names)."""
+        space = {**cls.params, **(overrides or {})}
+        keys = sorted(space)
+        for values in itertools.product(*(space[k] for k in keys)):
+            yield dict(zip(keys, values, strict=True))
+
+    @classmethod
+    def code_hash(cls) -> str:
+        """sha256 of the method's source file (built-ins) or distribution RECORD (installed plugins)."""
+        return _code_hash(cls)
+
+
+_REGISTRY: dict[str, type[Unlearner]] = {}
+_PLUGIN_ERRORS: dict[str, str] = {}
+_DISCOVERED = False
+
+
+def register_unlearner(name: str) -> Callable[[type[Unlearner]], type[Unlearner]]:
+    """Class decorator: register an :class:`Unlearner` subclass under ``name``."""
+
+    def decorate(cls: type[Unlearner]) -> type[Unlearner]:
+        if not (isinstance(cls, type) and issubclass(cls, Unlearner)):
+            raise TypeError(f"@register_unlearner({name!r}) must decorate an Unlearner subclass")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"unlearner {name!r} is already registered by {_REGISTRY[name].__module__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _discover() -> None:
+    """Import the built-in methods, then every entry point of group ``benchmark.unlearners``."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    import benchmark.unlearners as package
+
+    for info in pkgutil.iter_modules(package.__path__):  # one file per built-in method
+        if not info.name.startswith("_") and info.name != "base":
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if isinstance(obj, type) and issubclass(obj, Unlearner):
+                if ep.name not in _REGISTRY:
+                    register_unlearner(ep.name)(obj)
+                obj.origin = f"plugin:{ep.dist.name if ep.dist else ep.value}"
+        except Exception as exc:  # a broken plugin must not take the others down
+            _PLUGIN_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
+
+
+def available_unlearners() -> dict[str, type[Unlearner]]:
+    _discover()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def plugin_errors() -> dict[str, str]:
+    _discover()
+    return dict(_PLUGIN_ERRORS)
+
+
+def get_unlearner(name: str) -> type[Unlearner]:
+    _discover()
+    if name not in _REGISTRY:
+        hint = f" (plugin failed to load: {_PLUGIN_ERRORS[name]})" if name in _PLUGIN_ERRORS else ""
+        raise UnknownMethodError(f"unknown method '{name}'{hint}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def _code_hash(cls: type) -> str:
+    module = inspect.getmodule(cls)
+    path = Path(inspect.getfile(cls))
+    digest = hashlib.sha256(path.read_bytes())
+    if module is not None and not module.__name__.startswith("benchmark."):
+        try:  # installed plugin: fold in the distribution's version and RECORD
+            dist_name = metadata.packages_distributions().get(module.__name__.split(".")[0], [None])[0]
+            if dist_name:
+                dist = metadata.distribution(dist_name)
+                digest.update(dist.version.encode())
+                digest.update((dist.read_text("RECORD") or "").encode())
+        except Exception:
+            pass
+    return digest.hexdigest()[:16]

@@ -1,0 +1,30 @@
+"""``finetune`` (FT): a few epochs of training on the retain set from the current model.
+
+w⁺ = w − η Σ ∇L(w; B), B minibatches of D_r(k); relies on catastrophic forgetting of D_e
+(Golatkar et al. 2020, "Eternal Sunshine of the Spotless Net", the FT baseline).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from benchmark.models.training import train_model
+from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
+
+
+@register_unlearner("finetune")
+class Finetune(Unlearner):
+    params = {"epochs": [3], "lr_scale": [1.0]}
+    test_params = {"epochs": 1}
+
+    def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
+        return train_model(
+            model,
+            request.retain.x,
+            request.retain.y,
+            ctx.recipe,
+            ctx.seed * 131 + request.step,
+            epochs=int(self.hparams["epochs"]),
+            lr=ctx.recipe.lr * float(self.hparams["lr_scale"]),
+            counters=ctx.counters,
+        )

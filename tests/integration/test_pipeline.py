@@ -1,0 +1,124 @@
+"""The whole pipeline (`dvc repro`) on a tiny suite, in a temporary git + DVC repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+METHODS = ["original", "retrain", "finetune", "gradient_ascent", "cure_newton"]
+
+TINY_PARAMS = {
+    "datasets": {"digits": {"source": "digits", "split_seed": 0, "test_fraction": 0.2}},
+    "protocols": {
+        "random": {"kind": "random", "requests": 2, "fraction": 0.02},
+        "class": {"kind": "class", "requests": 2},
+    },
+    "methods": {
+        "finetune": {"epochs": [1]},
+        "gradient_ascent": {"epochs": [1]},
+        "cure_newton": {"iters": [1]},
+    },
+    "suites": {
+        "tiny-mlp": {
+            "dataset": "digits",
+            "model": {"arch": "mlp", "hidden": [8]},
+            "train": {"epochs": 8, "batch_size": 64, "lr": 0.01, "weight_decay": 0.001},
+            "protocols": ["random", "class"],
+            "seeds": [0],
+            "methods": METHODS,
+        }
+    },
+}
+
+
+def sh(*cmd: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("bench")
+    shutil.copytree(ROOT / "benchmark", repo / "benchmark", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    (repo / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    sh("dvc", "repro", cwd=repo)
+    return repo
+
+
+@pytest.mark.integration
+def test_dvc_repro_builds_the_leaderboard(repo: Path):
+    df = pd.read_csv(repo / "results" / "tiny-mlp.csv")
+    assert len(df) == len(METHODS) * 2 * 1 * 2  # methods x protocols x seeds x steps
+    assert set(df.status) == {"ok"}, df[df.status != "ok"][["method", "error"]]
+    assert df.tow.between(0, 1).all()
+    # the do-nothing model still knows the deleted classes; the gold model does not
+    orig = df[(df.method == "original") & (df.protocol == "class")]
+    assert (orig.acc_forget > orig.gold_acc_forget + 0.5).all()
+    assert (orig.update_norm == 0).all()
+    assert (df[df.method == "cure_newton"].hessians > 0).all()
+    for name in ("README.md", "metrics.json", "index.html", "summary.csv"):
+        assert (repo / "leaderboards" / name).stat().st_size > 0
+    assert "tiny-mlp" in (repo / "leaderboards" / "README.md").read_text()
+    shown = sh("dvc", "metrics", "show", cwd=repo).stdout
+    assert "tiny-mlp" in shown
+
+
+@pytest.mark.integration
+def test_second_repro_does_nothing(repo: Path):
+    out = sh("dvc", "repro", cwd=repo).stdout
+    assert "Running stage" not in out, out
+
+
+@pytest.mark.integration
+def test_interrupted_unlearn_resumes_only_missing_cells(repo: Path):
+    victim = next((repo / "runs" / "tiny-mlp" / "cells" / "class").glob("finetune*/seed0/result.json"))
+    victim.unlink()
+    out = sh("unlearn-bench", "unlearn", "--suite", "tiny-mlp", cwd=repo).stdout
+    assert "1 cells run" in out and f"{len(METHODS) * 2 - 1} reused" in out, out
+    out = sh("unlearn-bench", "train", "--suite", "tiny-mlp", cwd=repo).stdout
+    assert "0 trained" in out, out
+    out = sh("unlearn-bench", "gold", "--suite", "tiny-mlp", cwd=repo).stdout
+    assert "0 retrained" in out, out
+
+
+@pytest.mark.integration
+def test_bad_config_is_one_line_naming_the_key(repo: Path, tmp_path: Path):
+    bad = yaml.safe_load((repo / "params.yaml").read_text())
+    bad["suites"]["tiny-mlp"]["methods"].append("no_such_method")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["unlearn-bench", "--params", str(path), "unlearn", "--suite", "tiny-mlp"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "suites.tiny-mlp.methods" in lines[0] and "no_such_method" in lines[0]

@@ -1,0 +1,64 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.config import ConfigError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def raw():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_default_params_are_valid(raw):
+    params = parse_params(raw)
+    assert {"digits-mlp", "mnist5k-mlp"} <= set(params.suites)
+    for suite in params.suites.values():
+        assert len(suite.seeds) >= 3
+        assert {"random", "class"} <= set(suite.protocols)
+        assert {"original", "retrain", "finetune", "gradient_ascent", "cure_newton"} <= set(suite.methods)
+    assert all(p.requests == 5 for p in params.protocols.values())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (
+            lambda r: r["suites"]["digits-mlp"].update(methods=["original", "no_such_method"]),
+            "suites.digits-mlp.methods",
+        ),
+        (lambda r: r["suites"]["digits-mlp"].update(colour="blue"), "suites.digits-mlp.colour"),
+        (lambda r: r["suites"]["digits-mlp"]["train"].update(epochs="ten"), "suites.digits-mlp.train.epochs"),
+        (lambda r: r["suites"]["digits-mlp"]["model"].update(arch="vit"), "suites.digits-mlp.model.arch"),
+        (lambda r: r["suites"]["digits-mlp"].update(protocols=["nope"]), "suites.digits-mlp.protocols"),
+        (lambda r: r["protocols"]["random"].update(kind="weird"), "protocols.random.kind"),
+        (lambda r: r["datasets"]["digits"].update(source="imagenet"), "datasets.digits.source"),
+        (
+            lambda r: r["methods"].update(finetune={"epochs": [1], "momentum": [0.9]}),
+            "methods.finetune.momentum",
+        ),
+        (lambda r: r["methods"].update(bogus={}), "methods.bogus"),
+        (lambda r: r.update(extra=1), "params.extra"),
+    ],
+)
+def test_bad_config_names_the_key(raw, mutate, key):
+    bad = copy.deepcopy(raw)
+    mutate(bad)
+    with pytest.raises(ConfigError) as err:
+        parse_params(bad)
+    assert str(err.value).startswith(key), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_suite_is_named(raw):
+    with pytest.raises(ConfigError, match="suites.nope"):
+        parse_params(raw).suite("nope")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "params.yaml")
