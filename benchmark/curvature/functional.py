@@ -345,8 +345,8 @@ def make_hvp(
     (usually the fastest). With a chunked loss (``chunk_size``) nothing is kept and every product
     recomputes chunk by chunk (bounded memory); ``"fwd_rev"`` always recomputes (one forward-over-
     reverse pass per product; :func:`torch.func.linearize` would trace once, but its ~1 s tracing cost
-    is not repaid over the few products an unlearning step needs). The returned function supports :func:`torch.func.vmap` over ``v`` and
-    counts each call in ``counter`` like :func:`hvp`.
+    is not repaid over the few products an unlearning step needs). The returned function supports
+    :func:`torch.func.vmap` over ``v`` and counts each call in ``counter`` like :func:`hvp`.
     """
     _check_mode(mode)
     w = w.detach()

@@ -48,7 +48,7 @@ def train_model(
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     sign = -1.0 if ascent else 1.0
-    bar = tqdm(range(epochs), desc=desc, leave=False, disable=desc is None, unit="epoch")
+    bar = tqdm(range(epochs), desc=desc, leave=False, disable=True if desc is None else None, unit="epoch")
     for _ in bar:
         order = torch.randperm(n, generator=gen)
         for start in range(0, n, recipe.batch_size):

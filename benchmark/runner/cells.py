@@ -182,7 +182,7 @@ def run_unlearning(run: SuiteRun, methods: list[str] | None = None) -> dict[str,
     """Run every cell not already cached. Returns counts of cells run and reused."""
     cells = [c for c in expand_cells(run) if methods is None or c.method in methods]
     counts = {"run": 0, "cached": 0}
-    bar = tqdm(cells, desc=f"{run.suite.name}: unlearning cells", unit="cell")
+    bar = tqdm(cells, desc=f"{run.suite.name}: unlearning cells", unit="cell", disable=None)
     for cell in bar:
         key = cell_key(run, cell)
         if is_cached(run, cell, key):

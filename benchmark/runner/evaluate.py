@@ -100,7 +100,7 @@ def evaluate_suite(run: SuiteRun) -> pd.DataFrame:
         }
 
     rows = []
-    for cell in tqdm(expand_cells(run), desc=f"{s.name}: evaluate", unit="cell"):
+    for cell in tqdm(expand_cells(run), desc=f"{s.name}: evaluate", unit="cell", disable=None):
         result_path = cell_dir(run, cell) / "result.json"
         if not result_path.exists():
             raise StaleCellError(

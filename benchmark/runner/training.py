@@ -25,7 +25,7 @@ def train_originals(run: SuiteRun) -> int:
     """Train one original model per seed on the full training set. Returns how many were trained."""
     s, snap = run.suite, run.snapshot
     trained = 0
-    for seed in tqdm(s.seeds, desc=f"{s.name}: originals", unit="model"):
+    for seed in tqdm(s.seeds, desc=f"{s.name}: originals", unit="model", disable=None):
         path, key = run.layout.original_path(s.name, seed), run.original_key(seed)
         if _is_done(path, key):
             continue
@@ -55,7 +55,7 @@ def train_gold(run: SuiteRun) -> int:
     s = run.suite
     jobs = [(p, seed, k) for p in s.protocols for seed in s.seeds for k in run.steps(p)]
     trained = 0
-    bar = tqdm(jobs, desc=f"{s.name}: gold retrains", unit="model")
+    bar = tqdm(jobs, desc=f"{s.name}: gold retrains", unit="model", disable=None)
     for protocol, seed, step in bar:
         path, key = run.layout.gold_path(s.name, protocol, seed, step), run.gold_key(protocol, seed, step)
         if _is_done(path, key):

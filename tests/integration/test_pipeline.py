@@ -22,6 +22,7 @@ TINY_PARAMS = {
         "random": {"kind": "random", "requests": 2, "fraction": 0.02},
         "class": {"kind": "class", "requests": 2},
     },
+    "cost": {"hvp_grad_ratio": 2.0},
     "methods": {
         "finetune": {"epochs": [1]},
         "gradient_ascent": {"epochs": [1]},
