@@ -352,9 +352,8 @@ def _forced_offline(enabled: bool) -> Iterator[None]:
 
 def _decode_images(ds: Any, spec: _HubSpec, idx: np.ndarray, name: str, split: str) -> np.ndarray:
     """Decode the selected images straight from their encoded bytes into one preallocated uint8 array."""
-    from PIL import Image
-
     import datasets
+    from PIL import Image
 
     height, width = spec.image_size
     shape = (len(idx), height, width) if spec.mode == "L" else (len(idx), height, width, 3)
