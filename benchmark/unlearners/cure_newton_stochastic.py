@@ -1,0 +1,135 @@
+"""``cure_newton_stochastic`` (CuReNUS): stochastic cubic-regularized Newton unlearning, HVPs only.
+
+Bui, Lu, Sim, Ng, Low, "On Newton's Method to Unlearn Neural Networks" (arXiv 2406.14507; the ICLR 2026
+version names this variant CuReNUS). Starting from the current model w and the retain set D_r, each outer
+round t = 1..T (``rounds``):
+
+* samples B₁ (``grad_batch``) and B₂ (``hess_batch``) uniformly without replacement from D_r
+  (the whole of D_r when the batch is at least |D_r|), from ``ctx.generator`` (deterministic per cell seed);
+* g = ∇L_{B₁}(w), L_B = mean cross-entropy over B + (wd/2)‖w‖² (wd: the training recipe's weight decay),
+  and the perturbed gradient g̃ = g + σζ, ζ uniform on the unit sphere (σ = ``sigma``; the paper's
+  perturbation against the hard case, where g has no component on the most negative curvature);
+* runs J = ``inner_steps`` steps of gradient descent on the cubic model
+  m(Δ) = g̃ᵀΔ + ½ΔᵀH_{B₂}Δ + (L/6)‖Δ‖³ from Δ₀ = 0 (Carmon & Duchi 2019, "Gradient descent finds the
+  cubic-regularized nonconvex Newton step", SIAM J. Optim.)::
+
+      Δ ← Δ − η (g̃ + H_{B₂}Δ + (L/2)‖Δ‖Δ)
+
+  with Hessian-vector products only (H_{B₂} never formed: memory O(d));
+* w ← w + Δ.
+
+η = ``eta``; ``None`` means 0.1 (``DEFAULT_ETA``). The paper uses the training learning rate for
+SGD-trained networks; the suite's originals are Adam-trained, whose learning rate is no step size for this
+GD, so η is exposed separately. GD on m converges when η < 1/(‖H‖ + L‖Δ*‖); on the digits MLP η = 0.1 is
+stable, while η ≥ 0.3 blew up in some minibatch draws.
+
+Curvature in eval mode, in the model's dtype (float32 models in float32, float64 in float64).
+Counters: each round adds |B₁| to ``grad_samples`` and J − 1 HVPs (|B₂| samples each) — the first inner
+step has Δ = 0, so H·0 = 0 needs no product. If a round would make the weights non-finite (η too large), it
+is dropped, the rounds stop and ``ctx.info["diverged"]`` records the round (a blow-up that stays finite is
+not caught: keep η < 1/(‖H‖ + L‖Δ‖)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.curvature import flat_params, gradient, load_flat_params_, make_hvp, make_loss_fn
+from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
+
+DEFAULT_ETA = 0.1
+
+
+def cubic_gd(
+    g: Tensor,
+    hvp_fn: Callable[[Tensor], Tensor],
+    L: float,
+    eta: float,
+    steps: int,
+    cubic: bool = True,
+) -> Tensor:
+    """``steps`` GD steps on m(Δ) = gᵀΔ + ½ΔᵀHΔ + (L/6)‖Δ‖³ from Δ₀ = 0; returns Δ (g's dtype).
+
+    Δ ← Δ − η (g + HΔ + (L/2)‖Δ‖Δ), with H given by ``hvp_fn`` (v ↦ Hv). The first step skips the
+    product (Δ₀ = 0), so ``hvp_fn`` is called ``steps − 1`` times. ``cubic=False`` drops the cubic
+    gradient term (GD on the quadratic model; a reference for the tests).
+    """
+    delta = torch.zeros_like(g)
+    for j in range(int(steps)):
+        grad_m = g.clone() if j == 0 else g + hvp_fn(delta).to(g.dtype)
+        if cubic and j > 0:
+            grad_m = grad_m + (0.5 * L) * torch.linalg.vector_norm(delta) * delta
+        delta = delta - eta * grad_m
+    return delta
+
+
+def _sample(n: int, size: int, gen: torch.Generator) -> Tensor | None:
+    """Indices of a uniform minibatch of ``size`` without replacement; ``None`` means all of the n."""
+    if size >= n:
+        return None
+    return torch.randperm(n, generator=gen)[:size]
+
+
+@register_unlearner("cure_newton_stochastic")
+class CubicNewtonStochastic(Unlearner):
+    params = {
+        "L": [1.0],
+        "rounds": [10],
+        "inner_steps": [10],
+        "eta": [None],
+        "sigma": [0.1],
+        "grad_batch": [128],
+        "hess_batch": [64],
+    }
+    test_params = {"rounds": 2, "inner_steps": 2}
+
+    def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
+        hp = self.hparams
+        L = float(hp["L"])
+        eta = DEFAULT_ETA if hp["eta"] is None else float(hp["eta"])
+        sigma = float(hp["sigma"])
+        rounds, inner = int(hp["rounds"]), int(hp["inner_steps"])
+        if L < 0 or eta <= 0 or sigma < 0 or rounds < 0 or inner < 0:
+            raise ValueError(f"cure_newton_stochastic: invalid parameters {hp}")
+        wd = ctx.recipe.weight_decay
+        model.eval()
+        x, y = request.retain.x, request.retain.y
+        n = len(request.retain)
+        w0 = flat_params(model)
+        w = w0.clone()
+        delta = torch.zeros_like(w)
+        diverged, grad_norm = None, float("nan")
+        for t in range(1, rounds + 1):
+            ctx.check_budget()
+            gen = ctx.generator(request.step * 1000 + t)
+            i1 = _sample(n, int(hp["grad_batch"]), gen)
+            i2 = _sample(n, int(hp["hess_batch"]), gen)
+            loss_g = make_loss_fn(model, *((x, y) if i1 is None else (x[i1], y[i1])), weight_decay=wd)
+            g = gradient(loss_g, w, ctx.counters)
+            grad_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
+            if sigma > 0:
+                zeta = torch.randn(w.shape, generator=gen, dtype=torch.float64).to(w.dtype)
+                g = g + sigma * zeta / torch.linalg.vector_norm(zeta)
+            loss_h = make_loss_fn(model, *((x, y) if i2 is None else (x[i2], y[i2])), weight_decay=wd)
+            hvp_fn = make_hvp(loss_h, w, counter=ctx.counters) if inner > 1 else None
+            step = cubic_gd(g, hvp_fn, L, eta, inner)
+            del hvp_fn
+            w_new = w + step
+            if not bool(torch.isfinite(w_new).all()):
+                diverged = t
+                break
+            delta, w = step, w_new
+        ctx.info.update(
+            L=L,
+            eta=eta,
+            rounds=rounds,
+            grad_norm=grad_norm,  # minibatch gradient of the last round, before the perturbation
+            last_step_norm=float(torch.linalg.vector_norm(delta, dtype=torch.float64)),
+            step_norm=float(torch.linalg.vector_norm(w.double() - w0.double())),
+        )
+        if diverged is not None:
+            ctx.info["diverged"] = diverged
+        return load_flat_params_(model, w)
