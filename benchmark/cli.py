@@ -110,6 +110,32 @@ def cmd_validate(args: argparse.Namespace, params: Params) -> None:
     print(f"{args.params}: OK ({len(params.suites)} suites: {', '.join(params.suites)})")
 
 
+def cmd_check_plugin(args: argparse.Namespace, params: Params | None) -> None:
+    import yaml
+
+    from benchmark.plugins import format_results, run_conformance
+
+    overrides = {}
+    for item in ",".join(args.method_params or []).split(","):
+        if item.strip():
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--params {item!r}: expected KEY=VALUE")
+            overrides[key.strip()] = yaml.safe_load(value)
+    results = run_conformance(args.name, overrides)
+    print(format_results(args.name, results))
+    if not all(r.passed for r in results):
+        raise SystemExit(1)
+
+
+def cmd_new_method(args: argparse.Namespace, params: Params | None) -> None:
+    from benchmark.plugins import scaffold_method
+
+    method_file, test_file = scaffold_method(args.name, args.dir, args.tests_dir)
+    print(f"wrote {method_file} and {test_file}")
+    print(f"next: edit {method_file}, then `unlearn-bench check-plugin {args.name}` and `pytest {test_file}`")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unlearn-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -165,7 +191,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("methods", "List every discovered unlearning method with its origin and code hash.", cmd_methods)
     add("validate", "Check params.yaml and report the first bad key.", cmd_validate)
+    p = add(
+        "check-plugin", "Run the conformance checks on one method (exit 1 if any fails).", cmd_check_plugin
+    )
+    p.add_argument("name", help="registered method name (built-in or entry-point plugin)")
+    p.add_argument(
+        "--params",
+        dest="method_params",
+        action="append",
+        metavar="KEY=VALUE[,...]",
+        help="override the method's test_params (values parsed as YAML; repeatable)",
+    )
+    p = add(
+        "new-method", "Scaffold a method file and its conformance test (never overwrites).", cmd_new_method
+    )
+    p.add_argument("name", help="new method name: a lowercase python identifier")
+    p.add_argument("--dir", type=Path, default=Path("benchmark/unlearners"), help="where the method goes")
+    p.add_argument("--tests-dir", type=Path, default=Path("tests/unit"), help="where its test goes")
     return parser
+
+
+NO_PARAMS_COMMANDS = ("methods", "check-plugin", "new-method")  # plugin tools work outside a checkout
 
 
 def set_threads() -> int:
@@ -184,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_threads()
     try:
-        params = None if args.command == "methods" else load_params(args.params)
+        params = None if args.command in NO_PARAMS_COMMANDS else load_params(args.params)
         args.fn(args, params)
     except ConfigError as exc:
         print(f"unlearn-bench: error: {exc}", file=sys.stderr)

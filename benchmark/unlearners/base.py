@@ -19,7 +19,9 @@ import importlib
 import inspect
 import itertools
 import pkgutil
+import sys
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -201,15 +203,33 @@ def _discover() -> None:
         if not info.name.startswith("_") and info.name != "base":
             importlib.import_module(f"{package.__name__}.{info.name}")
 
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    try:
+        entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    except Exception as exc:  # a malformed *.dist-info must not take the built-ins down
+        _PLUGIN_ERRORS["<entry points>"] = f"{type(exc).__name__}: {exc}"
+        entry_points = []
+    for ep in entry_points:
         try:
             obj = ep.load()
-            if isinstance(obj, type) and issubclass(obj, Unlearner):
-                if ep.name not in _REGISTRY:
-                    register_unlearner(ep.name)(obj)
-                obj.origin = f"plugin:{ep.dist.name if ep.dist else ep.value}"
+            if not (isinstance(obj, type) and issubclass(obj, Unlearner)):
+                raise TypeError(f"entry point {ep.value!r} is {obj!r}, not an Unlearner subclass")
+            if ep.name in _REGISTRY and _REGISTRY[ep.name] is not obj:
+                other = _REGISTRY[ep.name]
+                raise ValueError(f"name {ep.name!r} is already taken by {other.__module__} ({other.origin})")
+            register_unlearner(ep.name)(obj)
+            obj.origin = f"plugin:{ep.dist.name if ep.dist else ep.value}"
         except Exception as exc:  # a broken plugin must not take the others down
             _PLUGIN_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
+
+
+def reset_discovery() -> None:
+    """Forget entry-point plugins and rescan on next use (for tests that install a plugin on sys.path)."""
+    global _DISCOVERED
+    for name in [n for n, cls in _REGISTRY.items() if cls.origin.startswith("plugin:")]:
+        del _REGISTRY[name]
+    _PLUGIN_ERRORS.clear()
+    _DISCOVERED = False
+    importlib.invalidate_caches()  # also drops importlib.metadata's cached view of sys.path
 
 
 def available_unlearners() -> dict[str, type[Unlearner]]:
@@ -230,11 +250,41 @@ def get_unlearner(name: str) -> type[Unlearner]:
     return _REGISTRY[name]
 
 
+def _benchmark_dependencies(module: types.ModuleType) -> list[str]:
+    """Names of the ``benchmark.*`` modules that ``module`` references, transitively, sorted."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        mod = todo.pop()
+        for value in list(vars(mod).values()):
+            name = (
+                value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            )
+            if (
+                isinstance(name, str)
+                and name.startswith("benchmark.")
+                and name not in seen
+                and name in sys.modules
+                and getattr(sys.modules[name], "__file__", None)
+            ):
+                seen.add(name)
+                todo.append(sys.modules[name])
+    seen.discard(module.__name__)
+    return sorted(seen)
+
+
 def _code_hash(cls: type) -> str:
+    """Built-ins: the method's file plus every ``benchmark`` module it uses, transitively (a change in a
+    shared helper such as ``benchmark.curvature`` re-runs the methods that use it, and only those).
+    Installed plugins: the defining file, the distribution's version and its RECORD."""
     module = inspect.getmodule(cls)
     path = Path(inspect.getfile(cls))
     digest = hashlib.sha256(path.read_bytes())
-    if module is not None and not module.__name__.startswith("benchmark."):
+    if module is not None and module.__name__.startswith("benchmark."):
+        for dep in _benchmark_dependencies(module):
+            digest.update(dep.encode())
+            digest.update(Path(sys.modules[dep].__file__ or "").read_bytes())
+    elif module is not None:
         try:  # installed plugin: fold in the distribution's version and RECORD
             dist_name = metadata.packages_distributions().get(module.__name__.split(".")[0], [None])[0]
             if dist_name:
