@@ -1,7 +1,11 @@
 """Curvature tools: flat parameters, retain loss, gradients/HVPs/Hessians (torch.func) and the exact
 global solver of the cubic-regularised Newton subproblem (Nesterov & Polyak 2006; Bui et al. 2024,
-arXiv 2406.14507)."""
+arXiv 2406.14507).
 
+The Lanczos routine itself is ``benchmark.curvature.lanczos.lanczos`` (not re-exported here: the name would
+shadow the submodule)."""
+
+from benchmark.curvature.arc import ARC_MODES, ARCInfo, arc_step
 from benchmark.curvature.cubic import (
     CubicStep,
     cubic_model,
@@ -10,6 +14,7 @@ from benchmark.curvature.cubic import (
     solve_cubic,
     solve_cubic_eig,
 )
+from benchmark.curvature.fisher import FISHER_KINDS, fisher_diag, minibatch_importance, per_sample_grads
 from benchmark.curvature.functional import (
     HVP_MODES,
     FlatLoss,
@@ -22,8 +27,30 @@ from benchmark.curvature.functional import (
     make_loss_fn,
     num_params,
 )
+from benchmark.curvature.inverse import CGResult, conjugate_gradient, inverse_hvp, woodbury_solve
+from benchmark.curvature.lanczos import (
+    KrylovCubic,
+    LanczosResult,
+    krylov_cubic_step,
+    krylov_subproblem,
+)
 
 __all__ = [
+    "ARC_MODES",
+    "ARCInfo",
+    "KrylovCubic",
+    "LanczosResult",
+    "arc_step",
+    "krylov_cubic_step",
+    "krylov_subproblem",
+    "CGResult",
+    "FISHER_KINDS",
+    "conjugate_gradient",
+    "fisher_diag",
+    "inverse_hvp",
+    "minibatch_importance",
+    "per_sample_grads",
+    "woodbury_solve",
     "HVP_MODES",
     "CubicStep",
     "FlatLoss",

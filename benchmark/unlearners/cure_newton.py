@@ -12,7 +12,8 @@ eigendecomposition of H (secular equation, hard case included; see ``benchmark.c
 Modes:
 * ``fixed``: the paper's rule, a set L, every step accepted.
 * ``adaptive``: ARC (Cartis, Gould, Toint 2011): ρ = (f(w) − f(w+Δ)) / (m(0) − m(Δ));
-  accept when ρ ≥ 0.1, halve L when ρ ≥ 0.9, double L and re-solve (same eigendecomposition) when ρ < 0.1.
+  accept when ρ ≥ 0.1, halve L when ρ ≥ 0.9, double L and re-solve (same eigendecomposition) when ρ < 0.1
+  (the loop is :func:`benchmark.curvature.arc.arc_step`, shared with ``cure_newton_krylov``).
 
 The Hessian is formed in ``hessian_dtype`` (float32 by default: 2.5× faster than float64 on the digits MLP)
 and decomposed in float64; gradients, losses and the cubic solve are float64.
@@ -20,6 +21,8 @@ Cost O(d²) memory and O(d³) time: skipped above ``max_params`` parameters.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
@@ -32,11 +35,8 @@ from benchmark.curvature import (
     make_loss_fn,
     solve_cubic_eig,
 )
+from benchmark.curvature.arc import arc_step, check_mode
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
-
-ETA_ACCEPT, ETA_GOOD = 0.1, 0.9
-L_MIN = 1e-6
-MAX_RETRIES = 30
 
 
 @register_unlearner("cure_newton")
@@ -60,9 +60,7 @@ class CubicNewton(Unlearner):
         return None
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
-        mode = self.hparams["mode"]
-        if mode not in ("fixed", "adaptive"):
-            raise ValueError(f"cure_newton.mode: expected 'fixed' or 'adaptive', got {mode!r}")
+        mode = check_mode(self.hparams["mode"], "cure_newton")
         L = float(ctx.state.get("L", self.hparams["L"])) if mode == "adaptive" else float(self.hparams["L"])
         hdtype = {"float32": torch.float32, "float64": torch.float64}[self.hparams["hessian_dtype"]]
         model.eval()
@@ -76,22 +74,12 @@ class CubicNewton(Unlearner):
             g = gradient(loss_fn, w, ctx.counters)
             H = hessian(loss_fn, w.to(hdtype), chunk_size=32, counter=ctx.counters)
             eigvals, eigvecs = torch.linalg.eigh(H.to(torch.float64))
-            f_w = float(loss_fn(w))
-            for _retry in range(MAX_RETRIES):
-                sol = solve_cubic_eig(eigvals, eigvecs, g, L)
-                if mode == "fixed":
-                    w = w + sol.step
-                    break
-                f_new = float(loss_fn(w + sol.step))
-                rho = (f_w - f_new) / max(sol.model_decrease, 1e-300)
-                if rho >= ETA_ACCEPT or sol.model_decrease <= 1e-15:
-                    w = w + sol.step
-                    rhos.append(rho)
-                    if rho >= ETA_GOOD:
-                        L = max(L / 2, L_MIN)
-                    break
-                L *= 2
-            shifts.append(sol.shift)
+            del H
+            # a rejected step is re-solved with 2L from the same eigendecomposition
+            w, L, arc = arc_step(loss_fn, w, partial(solve_cubic_eig, eigvals, eigvecs, g), L, mode)
+            if mode == "adaptive" and arc.accepted:
+                rhos.append(arc.rho)
+            shifts.append(arc.step.shift)
         if mode == "adaptive":
             ctx.state["L"] = L
         ctx.info.update(

@@ -1,0 +1,244 @@
+"""cure_newton_krylov (Lanczos cubic Newton): the retain optimum of an independent solver, agreement with the
+exact cure_newton, no explicit Hessian, and its work counters."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+from sklearn.datasets import load_digits
+from torch import nn
+
+import benchmark.curvature as curvature
+import benchmark.curvature.functional as functional
+import benchmark.unlearners.cure_newton_krylov as krylov_mod
+from benchmark.curvature import arc_step, flat_params, solve_cubic
+from benchmark.curvature.arc import MAX_RETRIES
+from benchmark.unlearners.base import Context, DataView, Request, TrainRecipe, get_unlearner
+
+WD = 1e-2
+
+
+def numpy_objective(w: np.ndarray, x: np.ndarray, y: np.ndarray, k: int) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy + (WD/2)‖w‖² of a linear model, with its gradient (hand-written)."""
+    d = x.shape[1]
+    W, b = w[: k * d].reshape(k, d), w[k * d :]
+    z = x @ W.T + b
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    n = len(y)
+    loss = -np.log(p[np.arange(n), y]).mean() + WD / 2 * (w @ w)
+    p[np.arange(n), y] -= 1
+    gW, gb = p.T @ x / n, p.mean(axis=0)
+    return loss, np.concatenate([gW.ravel(), gb]) + WD * w
+
+
+def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, w0: np.ndarray) -> np.ndarray:
+    opts = {"gtol": 1e-12, "ftol": 0, "maxiter": 5000}
+    return minimize(numpy_objective, w0, args=(x, y, k), jac=True, method="L-BFGS-B", options=opts).x
+
+
+def view(x: torch.Tensor, y: torch.Tensor) -> DataView:
+    return DataView(x, y, torch.arange(len(y)))
+
+
+def _request(x, y, forget, retain, k) -> Request:
+    f = view(x[forget], y[forget])
+    return Request(step=1, forget=f, forget_all=f, retain=view(x[retain], y[retain]), num_classes=k)
+
+
+def _ctx(wd: float, n: int) -> Context:
+    recipe = TrainRecipe(epochs=1, batch_size=32, lr=0.1, weight_decay=wd)
+    return Context(seed=0, recipe=recipe, make_model=lambda s: None, n_train=n)
+
+
+@pytest.fixture(scope="module")
+def logreg():
+    digits = load_digits()
+    x_np, y_np = digits.data[:240] / 16.0, digits.target[:240]
+    x, y = torch.tensor(x_np, dtype=torch.float64), torch.tensor(y_np)
+    k, d = 10, x.shape[1]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(d, k)).double()
+    full = _lbfgs(x_np, y_np, k, np.zeros(k * d + k))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor(full[: k * d].reshape(k, d)))
+        model[1].bias.copy_(torch.tensor(full[k * d :]))
+    forget = np.arange(0, 240, 8)  # delete 30 samples
+    retain = np.setdiff1d(np.arange(240), forget)
+    target = _lbfgs(x_np[retain], y_np[retain], k, full)
+    assert np.linalg.norm(full - target) > 1e-2  # the deletion moves the optimum
+    return model, _request(x, y, forget, retain, k), target
+
+
+@pytest.mark.parametrize(("mode", "L"), [("fixed", 0.1), ("adaptive", 1.0)])
+def test_reaches_the_retain_optimum_and_agrees_with_exact_cure_newton(logreg, mode, L):
+    model, request, target = logreg
+    iters, k = 10, 30  # k = 30 ≪ d = 650
+    ctx = _ctx(WD, 240)
+    out = get_unlearner("cure_newton_krylov")(L=L, iters=iters, k=k, mode=mode).unlearn(
+        copy.deepcopy(model), request, ctx
+    )
+    w = flat_params(out).numpy()
+    scale = max(1.0, np.linalg.norm(target))
+    assert np.linalg.norm(w - target) < 1e-5 * scale
+    assert ctx.counters.hessians == 0 and ctx.counters.hvps == iters * k
+    assert ctx.info["ritz_min"] >= WD * (1 - 1e-9)  # strongly convex: Ritz values ≥ λ_min(H) ≥ WD
+    assert ctx.info["krylov_dim"] == k
+
+    ctx_exact = _ctx(WD, 240)
+    exact = get_unlearner("cure_newton")(L=L, iters=iters, mode=mode, hessian_dtype="float64").unlearn(
+        copy.deepcopy(model), request, ctx_exact
+    )
+    assert np.linalg.norm(w - flat_params(exact).numpy()) < 1e-5 * scale
+
+
+def _mlp_problem(seed: int = 0):
+    """A small tanh MLP (d = 10·8+8+8·3+3 = 115), fit briefly, so the retain Hessian is indefinite."""
+    digits = load_digits()
+    mask = digits.target < 3
+    x = torch.tensor(digits.data[mask][:150, ::6] / 16.0, dtype=torch.float64)  # 11 features
+    x = x[:, :10]
+    y = torch.tensor(digits.target[mask][:150])
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(10, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(30):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    forget = np.arange(0, 150, 5)
+    retain = np.setdiff1d(np.arange(150), forget)
+    return model, _request(x, y, forget, retain, 3)
+
+
+@pytest.mark.parametrize(("mode", "L", "iters"), [("fixed", 0.3, 1), ("adaptive", 1e-3, 3)])
+def test_full_krylov_space_is_the_exact_method(mode, L, iters):
+    """k ≥ d: the Krylov space is everything (or an invariant space containing g), so each step equals the
+    exact eigendecomposition step, including on an indefinite Hessian and through ARC rejections."""
+    model, request = _mlp_problem()
+    d = sum(p.numel() for p in model.parameters())
+    ctx_k, ctx_e = _ctx(1e-3, 150), _ctx(1e-3, 150)
+    out_k = get_unlearner("cure_newton_krylov")(L=L, iters=iters, k=d, mode=mode).unlearn(
+        copy.deepcopy(model), request, ctx_k
+    )
+    out_e = get_unlearner("cure_newton")(L=L, iters=iters, mode=mode, hessian_dtype="float64").unlearn(
+        copy.deepcopy(model), request, ctx_e
+    )
+    w_k, w_e, w0 = flat_params(out_k), flat_params(out_e), flat_params(model)
+    assert float((w_e - w0).norm()) > 1e-2
+    assert float((w_k - w_e).norm()) < 1e-7 * float((w_e - w0).norm())
+    assert ctx_k.info["shift"] == pytest.approx(ctx_e.info["shift"], rel=1e-6)
+    assert ctx_k.info["L"] == ctx_e.info["L"]
+    assert ctx_k.state == ctx_e.state
+    if mode == "fixed":  # one step from the original model: the Ritz values span H's spectrum
+        assert ctx_e.info["lambda_min"] < 0  # indefinite
+        assert ctx_k.info["ritz_min"] == pytest.approx(ctx_e.info["lambda_min"], rel=1e-6, abs=1e-9)
+        assert ctx_k.info["ritz_max"] == pytest.approx(ctx_e.info["lambda_max"], rel=1e-9)
+    else:
+        assert ctx_k.info["arc_tries"] > iters  # some steps were rejected and re-solved
+
+
+def test_matrix_free_and_counters(monkeypatch):
+    """No explicit Hessian; per iteration one gradient and k HVPs; ARC rejections cost no HVP."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the explicit Hessian must not be formed")
+
+    for mod in (functional, curvature, krylov_mod):
+        monkeypatch.setattr(mod, "hessian", forbidden, raising=False)
+    monkeypatch.setattr(torch.func, "hessian", forbidden)
+    monkeypatch.setattr(torch.autograd.functional, "hessian", forbidden)
+
+    model, request = _mlp_problem(seed=1)
+    model = model.float()
+    iters, k = 3, 7
+    ctx = _ctx(1e-3, 150)
+    method = get_unlearner("cure_newton_krylov")(L=1e-4, iters=iters, k=k)  # tiny L: rejections
+    out = method.unlearn(model, request, ctx)
+    n_r = len(request.retain)
+    assert ctx.counters.as_dict() == {
+        "grad_samples": iters * n_r,
+        "hvps": iters * k,
+        "hvp_samples": iters * k * n_r,
+        "hessians": 0,
+    }
+    assert ctx.info["arc_tries"] > iters
+    assert ctx.state["L"] == ctx.info["L"] > 1e-4  # L grew through the rejections and persists
+    assert next(out.parameters()).dtype == torch.float32
+    assert torch.isfinite(flat_params(out)).all()
+    for key in ("L", "shift", "rho", "step_norm", "ritz_min", "ritz_max", "krylov_dim"):
+        assert key in ctx.info
+
+    # the adaptive L carries over to the next request of the cell; fixed mode leaves the state alone
+    ctx.counters.reset()
+    L_prev = ctx.state["L"]
+    get_unlearner("cure_newton_krylov")(L=123.0, iters=1, k=k, mode="adaptive").unlearn(out, request, ctx)
+    L_accepted = L_prev * 2 ** (ctx.info["arc_tries"] - 1)  # started from L_prev, not from 123
+    assert ctx.state["L"] in (L_accepted, max(L_accepted / 2, 1e-6))
+    ctx_fixed = _ctx(1e-3, 150)
+    get_unlearner("cure_newton_krylov")(L=2.0, iters=1, k=k, mode="fixed").unlearn(out, request, ctx_fixed)
+    assert ctx_fixed.state == {} and ctx_fixed.info["L"] == 2.0
+
+
+def test_perturbed_start_is_seeded_and_parameters_are_checked():
+    model, request = _mlp_problem(seed=2)
+    outs = []
+    for _ in range(2):
+        ctx = _ctx(1e-3, 150)
+        out = get_unlearner("cure_newton_krylov")(iters=1, k=5, perturb=0.1).unlearn(
+            copy.deepcopy(model), request, ctx
+        )
+        outs.append(flat_params(out))
+    assert torch.equal(outs[0], outs[1])  # ctx.generator: deterministic per cell seed
+    for bad in ({"mode": "sometimes"}, {"k": 0}, {"L": 0.0}):
+        with pytest.raises(ValueError):
+            get_unlearner("cure_newton_krylov")(**bad).unlearn(copy.deepcopy(model), request, _ctx(1e-3, 150))
+
+
+def _cubic_f(H: torch.Tensor, g: torch.Tensor, c: float):
+    """f(w) = gᵀw + ½wᵀHw + (c/6)‖w‖³: the cubic model with constant c is exact at w = 0."""
+    return lambda w: g @ w + 0.5 * w @ (H @ w) + c / 6 * w.norm() ** 3
+
+
+def test_arc_step_rules():
+    gen = torch.Generator().manual_seed(0)
+    A = torch.randn(8, 8, generator=gen, dtype=torch.float64)
+    H, g, w0 = 0.5 * (A + A.T), torch.randn(8, generator=gen, dtype=torch.float64), torch.zeros(8).double()
+    calls = []
+
+    def solve(L):
+        calls.append(L)
+        return solve_cubic(H, g, L)
+
+    # L above the true constant: ρ ≥ 1, accepted at once, L halved
+    w, L, info = arc_step(_cubic_f(H, g, 1.0), w0, solve, 4.0, "adaptive")
+    assert info.accepted and info.tries == 1 and calls == [4.0] and L == 2.0 and info.rho >= 1.0
+    assert torch.equal(w, solve_cubic(H, g, 4.0).step)
+    assert info.f_old == 0.0 and info.f_new == pytest.approx(float(_cubic_f(H, g, 1.0)(w)))
+    # L far below it: rejections double L (re-solving each time) until ρ ≥ 0.1
+    calls.clear()
+    w, L, info = arc_step(_cubic_f(H, g, 50.0), w0, solve, 0.01, "adaptive")
+    assert info.accepted and info.tries > 1 and calls == [0.01 * 2**i for i in range(info.tries)]
+    assert info.rho >= 0.1 and info.L_step == calls[-1]
+    assert L == (info.L_step / 2 if info.rho >= 0.9 else info.L_step)
+    for L_rejected in calls[:-1]:  # each rejected trial really had ρ < 0.1
+        step = solve_cubic(H, g, L_rejected)
+        assert -float(_cubic_f(H, g, 50.0)(step.step)) < 0.1 * step.model_decrease
+    # fixed mode: one solve, always accepted, L unchanged, f never evaluated
+    calls.clear()
+
+    def no_f(w):
+        raise AssertionError("fixed mode evaluates no loss")
+
+    w, L, info = arc_step(no_f, w0, solve, 0.01, "fixed")
+    assert calls == [0.01] and L == 0.01 and info.accepted and torch.equal(w, solve_cubic(H, g, 0.01).step)
+    # a step that never decreases f: w unchanged after MAX_RETRIES, L doubled each time
+    w, L, info = arc_step(lambda w: w.norm(), w0, solve, 1.0, "adaptive")
+    assert not info.accepted and torch.equal(w, w0) and info.tries == MAX_RETRIES and L == 2.0**MAX_RETRIES
+    with pytest.raises(ValueError):
+        arc_step(no_f, w0, solve, 1.0, "sometimes")
