@@ -2,11 +2,14 @@
 
 from benchmark.leaderboard.aggregate import (
     METRICS,
+    PAIRED_COLUMNS,
+    POP_METRICS,
     RESULT_COLUMNS,
     final_rows,
     mean_ci,
     metrics_json,
     normalise,
+    paired_vs_best,
     summarise,
     summarise_steps,
 )
@@ -15,12 +18,15 @@ from benchmark.leaderboard.render import write_leaderboard
 
 __all__ = [
     "METRICS",
+    "PAIRED_COLUMNS",
+    "POP_METRICS",
     "RESULT_COLUMNS",
     "final_rows",
     "make_plots",
     "mean_ci",
     "metrics_json",
     "normalise",
+    "paired_vs_best",
     "plot_suite",
     "summarise",
     "summarise_steps",

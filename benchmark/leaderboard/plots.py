@@ -7,7 +7,9 @@ Per suite, under ``plots_dir``:
 * ``<suite>_pareto.png`` — wall-clock seconds per request (log x) vs final-step ToW, one labelled
   point per params_id (with the ToW CI as error bar), one panel per protocol;
 * ``<suite>_forget_acc_by_step.png`` — forget-set accuracy vs step, the retrained (gold) model's
-  as a dashed black line.
+  as a dashed black line;
+* ``<suite>_js_by_step.png`` — mean JS divergence to the gold model on the forget set vs step (the
+  ``retrain`` line is the seed-to-seed reference).
 
 Only ``ok`` rows are plotted; a figure without any data is not written.
 """
@@ -38,6 +40,7 @@ PLOT_KINDS: dict[str, str] = {
     "tow_by_step": "ToW by request step",
     "pareto": "Cost vs ToW (Pareto)",
     "forget_acc_by_step": "Forget-set accuracy by step",
+    "js_by_step": "JS divergence to the gold model on the forget set, by step",
 }
 REFERENCE_STYLE = {"original": ("0.55", ":"), "retrain": ("0.3", "-.")}
 _DPI = 110
@@ -65,12 +68,14 @@ def _style(method: str, params_id: str, palette: dict[str, tuple]) -> dict:
     return {"color": palette[params_id], "linestyle": "-", "marker": "o"}
 
 
-def _figure(n_panels: int, width: float = 4.6, height: float = 3.6) -> tuple[Figure, list[Axes]]:
+def _figure(
+    n_panels: int, width: float = 4.6, height: float = 3.6, sharey: bool = True
+) -> tuple[Figure, list[Axes]]:
     ncols = min(n_panels, 3)
     nrows = math.ceil(n_panels / ncols)
     fig = Figure(figsize=(width * ncols, height * nrows), dpi=_DPI)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel().tolist()
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey).ravel().tolist()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, axes[:n_panels]
@@ -193,7 +198,32 @@ def _plot_pareto(ok: pd.DataFrame, suite: str, path: Path, palette: dict) -> Pat
     return _save(fig, path, *_collect_legend(axes))
 
 
-_PLOTTERS = {"tow_by_step": _plot_tow_by_step, "pareto": _plot_pareto, "forget_acc_by_step": _plot_forget_acc}
+def _plot_js_by_step(ok: pd.DataFrame, suite: str, path: Path, palette: dict) -> Path | None:
+    steps = summarise_steps(ok)
+    if not steps["js_forget_mean"].notna().any():
+        return None
+    protocols = sorted(steps["protocol"].unique())
+    fig, axes = _figure(len(protocols), sharey=False)  # class deletion is an order of magnitude above random
+    for ax, proto in zip(axes, protocols, strict=True):
+        sub = steps[steps["protocol"] == proto]
+        if not _lines_by_step(ax, sub, "js_forget", palette):
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(str(proto))
+        ax.set_xlabel("request step")
+        _step_axis(ax, sub["step"])
+    axes[0].set_ylabel("JS(method, gold) on forget set (nats)")
+    fig.suptitle(
+        f"{suite}: JS divergence to the gold model on the forget set (mean ± 95% CI; lower is closer)"
+    )
+    return _save(fig, path, *_collect_legend(axes))
+
+
+_PLOTTERS = {
+    "tow_by_step": _plot_tow_by_step,
+    "pareto": _plot_pareto,
+    "forget_acc_by_step": _plot_forget_acc,
+    "js_by_step": _plot_js_by_step,
+}
 
 
 def plot_suite(df: pd.DataFrame, suite: str, plots_dir: Path) -> list[Path]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from benchmark.leaderboard.aggregate import (
@@ -39,13 +40,25 @@ HOW_TO_READ = (
     "indistinguishable from retraining by accuracy; higher is better.** `original` is the do-nothing "
     "floor (the model before any unlearning); `retrain` is an independent retrain with another seed, "
     "i.e. the seed-to-seed reference that no method can be expected to beat, so it is not eligible for "
-    "the bold best. *JS test* is the mean Jensen–Shannon divergence (nats, lower is closer) between the "
-    "method's and the gold model's predictions on the test set; *update norm* is the L2 norm of the "
-    "parameter change; *wall s* the wall-clock seconds of the final request; *speedup* the retraining "
-    "time divided by the method's time. *Seeds* counts successful seeds out of those run."
+    "the bold best. *vs best* is the paired t-test over seeds of the final ToW against the bold best "
+    "(p-value; **≈** = not distinguishable from the best at p ≥ 0.05 with this many seeds). "
+    "*MIA-eff.* is SalUn's MIA-efficacy: the share of the forget set that an SVC membership attack on "
+    "the true-class confidence (trained on retain vs test examples) calls non-members — higher is more "
+    "forgotten; aim at the gold model's value, given under the table. *JS test* is the mean "
+    "Jensen–Shannon divergence (nats, lower is closer) between the method's and the gold model's "
+    "predictions on the test set; *JS/gg forget* is the method's mean JS divergence on the forget set "
+    "to the gold models of all seeds that never trained on each example, divided by the mean JS "
+    "divergence between two such gold models (≈ 1: as close as another retrain; on `random` protocols "
+    "it rests on the few forget examples that several seeds share). *Relearn* is the number of "
+    "fine-tuning steps on the forget set (batch 32, recipe optimiser) until its accuracy is back to the "
+    "original model's (≥: capped at the limit for some seed; few steps = the information was hidden, "
+    "not removed). *Wall s* is the wall-clock seconds of the final request; *speedup* the retraining "
+    "time divided by the method's time. *Seeds* counts successful seeds out of those run. Every other "
+    "metric (KL divergences, loss-threshold MIA AUC, LiRA z-scores, weight distances, the NeurIPS 2023 "
+    "competition score, CPU/memory cost) is in the CSV files."
 )
-COLUMNS = ("Method", "ToW ↑", "Forget acc %", "Retain acc %", "Test acc %", "JS test ↓", "Update norm",
-           "Wall s", "Speedup ×", "Seeds", "Notes")  # fmt: skip
+COLUMNS = ("Method", "ToW ↑", "vs best", "Forget acc %", "Retain acc %", "Test acc %", "MIA-eff. %",
+           "JS test ↓", "JS/gg forget", "Relearn", "Wall s", "Speedup ×", "Seeds", "Notes")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------- formatting
@@ -89,6 +102,7 @@ class Table:
     final_step: Any
     rows: list[list[Cell]] = field(default_factory=list)
     gold: str = ""
+    extra: list[str] = field(default_factory=list)  # further lines under the table
 
 
 def _notes(r: pd.Series) -> str:
@@ -114,6 +128,28 @@ def _numcell(r: pd.Series, m: str, fmt: str, suffix: str = "") -> Cell:
     return Cell(_num(r[f"{m}_mean"], fmt, suffix), _sort_value(r[f"{m}_mean"]))
 
 
+def _vs_best(r: pd.Series) -> Cell:
+    """ "best", "≈ p=0.41" (not distinguishable from the best), "p=0.003", or "–" (no test)."""
+    if r.get("best_params_id") is not None and r["params_id"] == r.get("best_params_id"):
+        return Cell("best", "-1")
+    p = r.get("tow_p_vs_best")
+    if not _finite(p):
+        return Cell("–")
+    text = f"p={float(p):.2g}"
+    tied = r.get("tied_with_best")
+    if isinstance(tied, bool | np.bool_) and tied:
+        text = "≈ " + text
+    return Cell(text, _sort_value(p))
+
+
+def _relearn(r: pd.Series) -> Cell:
+    mean = r.get("relearn_steps_mean")
+    if not _finite(mean):
+        return Cell("–")
+    capped = _finite(r.get("relearn_capped_mean")) and float(r["relearn_capped_mean"]) > 0
+    return Cell(("≥" if capped else "") + f"{float(mean):.0f}", _sort_value(mean))
+
+
 def _table_rows(summary: pd.DataFrame) -> list[list[Cell]]:
     """Rows ranked by final ToW (best first; rows without a ToW last), the best non-retrain in bold."""
     s = summary.assign(_tow=summary["tow_mean"].where(summary["tow_mean"].map(_finite)))
@@ -130,11 +166,14 @@ def _table_rows(summary: pd.DataFrame) -> list[list[Cell]]:
         rows.append([
             Cell(str(r["params_id"]), str(r["params_id"]), code=True),
             tow_cell,
+            _vs_best(r),
             _stat(r, "acc_forget", 1, 100.0),
             _stat(r, "acc_retain", 1, 100.0),
             _stat(r, "acc_test", 1, 100.0),
+            _stat(r, "mia_efficacy", 1, 100.0),
             _numcell(r, "js_test", ".4f"),
-            _numcell(r, "update_norm", ".3g"),
+            _numcell(r, "js_ratio_forget", ".2f"),
+            _relearn(r),
             _numcell(r, "wall_s", ".3g"),
             _numcell(r, "speedup", ".3g", "×"),
             Cell(f"{r['n_ok']}/{r['n_seeds']}", str(r["n_ok"])),
@@ -156,9 +195,28 @@ def _gold_line(final: pd.DataFrame) -> str:
         )
     ]
     text = "Retrained (gold) model: " + ", ".join(parts)
+    if ok["gold_mia_efficacy"].notna().any():
+        text += f"; MIA-efficacy {_num(ok['gold_mia_efficacy'].mean() * 100, '.1f')}%"
+    if ok["gold_relearn_steps"].notna().any():
+        capped = (ok["gold_relearn_capped"].fillna(0) > 0).any()
+        text += f"; relearn {'≥' if capped else ''}{_num(ok['gold_relearn_steps'].mean(), '.0f')} steps"
     if ok["gold_wall_s"].notna().any():
         text += f"; retraining takes {_num(ok['gold_wall_s'].mean(), '.3g')} s"
     return text + " (means over seeds)."
+
+
+def _neurips_line(summary: pd.DataFrame) -> str:
+    """One line with the NeurIPS 2023 competition scores of the table's rows, when any is available."""
+    s = summary[summary["neurips_score_mean"].map(_finite)]
+    if s.empty:
+        return ""
+    s = s.sort_values(["neurips_score_mean", "params_id"], ascending=[False, True], kind="mergesort")
+    n_ex = s["neurips_n_examples_mean"].max()
+    scores = ", ".join(f"`{r['params_id']}` {float(r['neurips_score_mean']):.3f}" for _, r in s.iterrows())
+    return (f"NeurIPS 2023 unlearning-competition score (forgetting quality × utility, higher is better; "
+            f"low precision: estimated from the seeds whose forget sets share an example, "
+            f"{_num(n_ex, '.0f')} forget examples, vs 512 models per example in the competition): "
+            f"{scores}.")  # fmt: skip
 
 
 def build_tables(df: pd.DataFrame) -> list[Table]:
@@ -173,6 +231,9 @@ def build_tables(df: pd.DataFrame) -> list[Table]:
         t = Table(str(suite), str(proto), int(steps.max()) if len(steps) else None)
         t.rows = _table_rows(sub)
         t.gold = _gold_line(final[(final["suite"] == suite) & (final["protocol"] == proto)])
+        nips = _neurips_line(sub)
+        if nips:
+            t.extra.append(nips)
         tables.append(t)
     return tables
 
@@ -246,6 +307,8 @@ def render_markdown(
             lines.append("")
             if t.gold:
                 lines += [t.gold, ""]
+            for line in t.extra:
+                lines += [line, ""]
         if plots.get(suite):
             lines += ["#### Plots", ""]
             for title, rel in plots[suite]:
@@ -339,6 +402,7 @@ def render_html(df: pd.DataFrame, plots: dict[str, list[tuple[str, str]]], prove
             out.append("</tbody></table>")
             if t.gold:
                 out.append(f"<p>{e(t.gold)}</p>")
+            out += [f"<p>{e(line)}</p>" for line in t.extra]
         for title, rel in plots.get(suite, []):
             out.append(
                 f'<figure><img src="{e(rel)}" alt="{e(title)}"><figcaption>{e(title)}</figcaption></figure>'

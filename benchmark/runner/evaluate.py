@@ -1,24 +1,94 @@
 """Stage ``evaluate``: one row per (cell, request k), judged against the gold model of step k.
 
-Per request: accuracy on the forget set (union of requests 1..k), the retain set and the test set for
-the unlearned and the gold model, their gaps, ToW, JS divergence to the gold model on forget and test,
-‖w − w_gold‖, the update norm, and cost (wall/CPU seconds, gradient passes, HVPs, epoch-equivalents,
-speedup = gold retrain seconds of the same step / request seconds).
+Every cell is judged the same way, ``original`` included. Per request k (forget set F = requests
+1..k of the cell's seed, retain set R = D − F, test set T):
+
+**Against the cell's own gold model** (retrained on R, same seed):
+accuracies on F / R / T of both, their gaps, ToW; ``js_*`` / ``kl_*`` = mean JS / KL(unlearned‖gold)
+on F and T; ``dist_to_gold`` = ‖w − w_gold‖; the update norm.
+
+**Against the population of gold models** (one per suite seed, same protocol and step). Forget sets
+are drawn per seed, so the gold model of another seed s′ is a valid "retrained without x" reference
+for an example x only if it is *admissible*: it did not train on x (x ∈ F_{s′}: always true on T)
+and the class of x is deleted entirely by both or by neither of the two forget sets. The cell's
+own gold model is always admissible.
+
+* ``js_forget_pop`` … ``kl_test_pop``: mean over examples of the mean divergence to the admissible
+  gold models (:func:`~benchmark.metrics.population_divergence`);
+* ``js_gg_*`` / ``kl_gg_*``: gold-to-gold reference, the mean divergence between two *different*
+  admissible gold models, over the examples that have at least two (``n_gg_forget`` of F);
+* ``js_ratio_*`` / ``kl_ratio_*``: population divergence / gold-to-gold divergence on those same
+  examples (:func:`~benchmark.metrics.reference_ratio`; ≈ 1: as close as another retrain);
+* ``gold_pop_forget``: mean number of admissible gold models per forget example;
+* ``dist_gold_gold``: mean ‖w_gold(s) − w_gold(s′)‖ over seed pairs; ``dist_to_gold_rel`` =
+  ``dist_to_gold / dist_gold_gold`` (models sharing the gold model's initialisation sit well below 1).
+
+**Membership inference** on F (members?) against T (non-members):
+``mia_loss_auc`` / ``mia_loss_bacc``: loss-threshold attack (Yeom et al. 2018), AUC and best
+balanced accuracy; ``mia_efficacy``: SalUn's SVC attack on true-class confidence trained on R vs T,
+fraction of F predicted non-member (higher = more forgotten); ``gold_mia_*``: the same for the gold
+model, the value to aim at; ``lira_z_forget``: mean z-score of the unlearned model's logit-scaled
+confidence under a Gaussian fitted to the admissible gold models (offline fixed-variance LiRA,
+Carlini et al. 2022; variance pooled over test examples of the same class status, else over all; needs
+``lira_min_gold`` = 3 gold seeds, else NaN); ``lira_member_frac``: fraction of F with z > 1.645.
+
+**Population of unlearned models** (NeurIPS 2023 competition score, Triantafillou et al. 2024):
+``neurips_score`` (utility-adjusted) and ``neurips_f`` (forgetting quality F) of a params_id at step k,
+from the per-example outputs of its cells of all seeds against the gold models of the same seeds:
+an example enters if at least ``neurips_min_models`` (3) seeds' forget sets contain it
+(``neurips_n_examples`` examples, ``neurips_n_models`` = median models per example). The value is
+a property of the params_id × protocol × step, repeated on each of its ``ok`` rows; the leaderboard
+shows it once, without a CI. With 3 models per side it is a **low-precision** estimate (the
+competition used 512); NaN when no example is covered by enough seeds (e.g. the default ``random``
+protocol, whose per-seed forget sets rarely overlap).
+
+**Relearn time** (Golatkar et al. 2020), only at the final request K (cost): ``relearn_steps``
+of fine-tuning on F (recipe optimiser and lr, batch 32) until forget accuracy reaches the original
+model's, capped at ``relearn_max_steps`` (100; ``relearn_capped`` = 1); ``gold_relearn_steps`` /
+``gold_relearn_capped`` for the gold model.
+
+**Cost**: wall/CPU seconds, peak RSS and (when the unlearn stage records it) CUDA peak memory of
+the request, gradient passes, HVPs, epoch-equivalents, speedup = gold retrain seconds of the same
+step / request seconds.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.metrics import accuracy_from_probs, mean_js, predict_proba, tow
+from benchmark.metrics import (
+    LIRA_Z_95,
+    accuracy_from_probs,
+    js_divergence,
+    kl_divergence,
+    lira_z_scores,
+    logit_confidence,
+    loss_threshold_attack,
+    mean_pairwise_distance,
+    pairwise_divergence,
+    per_example_loss,
+    pooled_std,
+    population_divergence,
+    predict_proba,
+    reference_ratio,
+    relearn_time,
+    svc_mia_efficacy,
+    tow,
+    true_class_prob,
+)
+from benchmark.metrics.population import example_epsilon, forgetting_quality, utility_factor
 from benchmark.runner.artifacts import load_state, read_json
-from benchmark.runner.cells import cell_dir, cell_key, expand_cells
+from benchmark.runner.cells import Cell, cell_dir, cell_key, expand_cells
 from benchmark.runner.suite import SuiteRun
 
 COLUMNS = [
@@ -44,11 +114,45 @@ COLUMNS = [
     "tow",
     "js_forget",
     "js_test",
+    "kl_forget",
+    "kl_test",
+    "js_forget_pop",
+    "js_test_pop",
+    "kl_forget_pop",
+    "kl_test_pop",
+    "js_gg_forget",
+    "js_gg_test",
+    "kl_gg_forget",
+    "kl_gg_test",
+    "js_ratio_forget",
+    "js_ratio_test",
+    "kl_ratio_forget",
+    "kl_ratio_test",
+    "gold_pop_forget",
+    "n_gg_forget",
     "dist_to_gold",
+    "dist_gold_gold",
+    "dist_to_gold_rel",
     "update_norm",
+    "mia_loss_auc",
+    "mia_loss_bacc",
+    "gold_mia_loss_auc",
+    "mia_efficacy",
+    "gold_mia_efficacy",
+    "lira_z_forget",
+    "lira_member_frac",
+    "neurips_score",
+    "neurips_f",
+    "neurips_n_examples",
+    "neurips_n_models",
+    "relearn_steps",
+    "relearn_capped",
+    "gold_relearn_steps",
+    "gold_relearn_capped",
     "wall_s",
     "cpu_s",
     "peak_rss_mb",
+    "cuda_peak_mb",
     "gold_wall_s",
     "speedup",
     "grad_samples",
@@ -72,34 +176,297 @@ class StaleCellError(RuntimeError):
     """A cell's result was produced by other code or inputs than the current ones."""
 
 
+@dataclass(frozen=True)
+class EvalConfig:
+    """Knobs of the evaluation (defaults: the documented benchmark settings)."""
+
+    mia_max_per_side: int = 500  # SVC attack: at most this many retain and test examples each
+    lira_min_gold: int = 3  # LiRA needs at least this many gold seeds
+    neurips_min_models: int = 3  # NeurIPS score: models per side per example
+    relearn: bool = True
+    relearn_max_steps: int = 100
+    relearn_batch_size: int = 32
+    relearn_eval_size: int = 512  # forget examples on which relearn accuracy is checked
+
+
 def _weights(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().double().flatten() for p in model.parameters()])
 
 
-def evaluate_suite(run: SuiteRun) -> pd.DataFrame:
-    """Rows for every cell of the suite (cells must be up to date: ``unlearn`` first)."""
-    snap = run.snapshot
-    s = run.suite
+@dataclass
+class _Preds:
+    train: torch.Tensor  # (n_train, C) class probabilities on the whole training set
+    test: torch.Tensor  # (n_test, C)
+    w: torch.Tensor  # flat float64 weights
 
-    @functools.cache
-    def gold(protocol: str, seed: int, step: int) -> dict[str, Any]:
-        path = run.layout.gold_path(s.name, protocol, seed, step)
-        model = load_state(path, run.make_model(seed))
-        req = run.request(protocol, seed, step)
-        views = {"forget": req.forget_all, "retain": req.retain}
-        probs = {k: predict_proba(model, v.x) for k, v in views.items()}
-        probs["test"] = predict_proba(model, snap.x_test)
-        labels = {"forget": req.forget_all.y, "retain": req.retain.y, "test": snap.y_test}
+
+@dataclass
+class _Split:
+    forget: np.ndarray  # indices of requests 1..k
+    retain: np.ndarray
+    in_forget: np.ndarray  # (n_train,) bool
+    class_gone: np.ndarray  # (C,) bool: no retained example of the class
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+class _Evaluator:
+    """Caches (gold predictions per protocol/seed/step, gold populations) shared by all rows."""
+
+    def __init__(self, run: SuiteRun, cfg: EvalConfig) -> None:
+        self.run, self.cfg = run, cfg
+        snap = run.snapshot
+        self.x_train, self.x_test = snap.x_train, snap.x_test
+        self.y_train_t, self.y_test_t = snap.y_train.long(), snap.y_test.long()
+        self.y_train, self.y_test = self.y_train_t.numpy(), self.y_test_t.numpy()
+        self.num_classes = int(snap.num_classes)
+        self.seeds = list(run.suite.seeds)
+
+    # --- models and predictions -------------------------------------------------------------------------
+    def predict(self, model: torch.nn.Module) -> _Preds:
+        return _Preds(predict_proba(model, self.x_train), predict_proba(model, self.x_test), _weights(model))
+
+    @functools.cache  # noqa: B019  (one evaluator per stage invocation)
+    def split(self, protocol: str, seed: int, step: int) -> _Split:
+        req = self.run.request(protocol, seed, step)
+        forget = req.forget_all.indices.numpy().astype(np.int64)
+        retain = req.retain.indices.numpy().astype(np.int64)
+        in_forget = np.zeros(len(self.y_train), dtype=bool)
+        in_forget[forget] = True
+        kept = np.bincount(self.y_train[retain], minlength=self.num_classes) > 0
+        return _Split(forget, retain, in_forget, ~kept)
+
+    def gold_path(self, protocol: str, seed: int, step: int) -> Path:
+        return self.run.layout.gold_path(self.run.suite.name, protocol, seed, step)
+
+    def gold_model(self, protocol: str, seed: int, step: int) -> torch.nn.Module:
+        return load_state(self.gold_path(protocol, seed, step), self.run.make_model(seed))
+
+    @functools.cache  # noqa: B019
+    def gold(self, protocol: str, seed: int, step: int) -> dict[str, Any]:
+        path = self.gold_path(protocol, seed, step)
+        preds = self.predict(self.gold_model(protocol, seed, step))
+        sp = self.split(protocol, seed, step)
         return {
-            "probs": probs,
-            "labels": labels,
-            "acc": {k: accuracy_from_probs(probs[k], labels[k]) for k in probs},
-            "w": _weights(model),
+            "preds": preds,
+            "acc": self.accuracies(preds, sp),
             "meta": read_json(path.with_suffix(".json")),
-            "x": views,
+            "mia": self.mia(preds, sp, seed, step),
+            "loss_train": per_example_loss(preds.train, self.y_train),
         }
 
-    rows = []
+    @functools.cache  # noqa: B019
+    def original(self, seed: int) -> torch.nn.Module:
+        path = self.run.layout.original_path(self.run.suite.name, seed)
+        return load_state(path, self.run.make_model(seed))
+
+    @functools.cache  # noqa: B019
+    def population(self, protocol: str, step: int) -> dict[str, Any]:
+        golds = [self.gold(protocol, s, step) for s in self.seeds]
+        splits = [self.split(protocol, s, step) for s in self.seeds]
+        train = torch.stack([g["preds"].train for g in golds])
+        test = torch.stack([g["preds"].test for g in golds])
+        return {
+            "train": train,
+            "test": test,
+            "phi_train": np.stack([logit_confidence(p, self.y_train) for p in train]),
+            "phi_test": np.stack([logit_confidence(p, self.y_test) for p in test]),
+            "in_forget": np.stack([sp.in_forget for sp in splits]),
+            "class_gone": np.stack([sp.class_gone for sp in splits]),
+            "dist_gg": mean_pairwise_distance(torch.stack([g["preds"].w for g in golds])),
+        }
+
+    @functools.cache  # noqa: B019
+    def reference(self, protocol: str, seed: int, step: int) -> dict[str, Any]:
+        """Admissibility masks and the gold-to-gold references for the cell (protocol, seed, step)."""
+        pop = self.population(protocol, step)
+        sp = self.split(protocol, seed, step)
+        i = self.seeds.index(seed)
+        gone = pop["class_gone"]  # (M, C)
+        yf, yt = self.y_train[sp.forget], self.y_test
+        mask_f = pop["in_forget"][:, sp.forget] & (gone[:, yf] == gone[i, yf][None, :])
+        mask_t = gone[:, yt] == gone[i, yt][None, :]
+        p_f, p_t = pop["train"][:, sp.forget], pop["test"]
+        ref: dict[str, Any] = {"mask_f": mask_f, "mask_t": mask_t, "p_f": p_f, "p_t": p_t}
+        for kind in ("js", "kl"):
+            ref[f"{kind}_gg_forget"] = pairwise_divergence(p_f, mask_f, kind)
+            ref[f"{kind}_gg_test"] = pairwise_divergence(p_t, mask_t, kind)
+        ref["gold_pop_forget"] = float(mask_f.sum(axis=0).mean()) if mask_f.shape[1] else math.nan
+        ref["n_gg_forget"] = int((mask_f.sum(axis=0) >= 2).sum())
+        # LiRA: per-example OUT Gaussian; variance pooled over test examples of the same class status
+        # (deleted by this cell's forget set or not), or over all test examples if none of that
+        # status has two admissible gold models (e.g. no other seed deleted that class)
+        phi_f = pop["phi_train"][:, sp.forget]
+        status_t = gone[i, yt]
+        pooled_all = pooled_std(pop["phi_test"], mask_t)
+        sigma = {}
+        for st in (False, True):
+            sigma[st] = pooled_std(pop["phi_test"][:, status_t == st], mask_t[:, status_t == st])
+            if not math.isfinite(sigma[st]):
+                sigma[st] = pooled_all
+        ref["lira"] = (phi_f, np.array([sigma[bool(st)] for st in gone[i, yf]], dtype=float))
+        return ref
+
+    # --- metrics of one model ---------------------------------------------------------------------------
+    def accuracies(self, preds: _Preds, sp: _Split) -> dict[str, float]:
+        return {
+            "forget": accuracy_from_probs(preds.train[sp.forget], self.y_train_t[sp.forget]),
+            "retain": accuracy_from_probs(preds.train[sp.retain], self.y_train_t[sp.retain]),
+            "test": accuracy_from_probs(preds.test, self.y_test_t),
+        }
+
+    def mia(self, preds: _Preds, sp: _Split, seed: int, step: int) -> dict[str, float]:
+        loss_f = per_example_loss(preds.train[sp.forget], self.y_train[sp.forget])
+        loss_t = per_example_loss(preds.test, self.y_test)
+        auc, bacc = loss_threshold_attack(loss_f, loss_t)
+        conf = true_class_prob(preds.train, self.y_train)
+        efficacy = svc_mia_efficacy(
+            conf[sp.retain],
+            true_class_prob(preds.test, self.y_test),
+            conf[sp.forget],
+            seed=seed * 1000 + step,  # the same attack training sample for every method of the cell
+            max_per_side=self.cfg.mia_max_per_side,
+        )
+        return {"mia_loss_auc": auc, "mia_loss_bacc": bacc, "mia_efficacy": efficacy}
+
+    def judge(self, cell: Cell, step: int, model: torch.nn.Module, req: dict[str, Any]) -> dict[str, Any]:
+        run, p, s = self.run, cell.protocol, cell.seed
+        preds = self.predict(model)
+        sp = self.split(p, s, step)
+        g = self.gold(p, s, step)
+        acc, gacc = self.accuracies(preds, sp), g["acc"]
+        pf, pt = preds.train[sp.forget], preds.test
+        gf, gt = g["preds"].train[sp.forget], g["preds"].test
+        dist = float((preds.w - g["preds"].w).norm())
+        hvp_samples = req.get("hvp_samples", 0) or 0
+        grad = req.get("grad_samples") or 0
+        wall = req.get("wall_s") or float("nan")
+        out: dict[str, Any] = {
+            "acc_forget": acc["forget"],
+            "acc_retain": acc["retain"],
+            "acc_test": acc["test"],
+            "gap_forget": abs(acc["forget"] - gacc["forget"]),
+            "gap_retain": abs(acc["retain"] - gacc["retain"]),
+            "gap_test": abs(acc["test"] - gacc["test"]),
+            "tow": tow(
+                acc["forget"], acc["retain"], acc["test"], gacc["forget"], gacc["retain"], gacc["test"]
+            ),
+            "js_forget": _mean(js_divergence(pf, gf)),
+            "js_test": _mean(js_divergence(pt, gt)),
+            "kl_forget": _mean(kl_divergence(pf, gf)),
+            "kl_test": _mean(kl_divergence(pt, gt)),
+            "dist_to_gold": dist,
+            "epochs_equiv": (grad + run.params.hvp_grad_ratio * hvp_samples) / run.n_train,
+            "speedup": g["meta"]["wall_s"] / wall if wall > 0 else float("nan"),
+            **self.mia(preds, sp, s, step),
+        }
+        # population of gold models
+        ref = self.reference(p, s, step)
+        pop = self.population(p, step)
+        for kind in ("js", "kl"):
+            for part, probs, pp, mask in (("forget", pf, ref["p_f"], ref["mask_f"]),
+                                          ("test", pt, ref["p_t"], ref["mask_t"])):  # fmt: skip
+                d = population_divergence(probs, pp, mask, kind)
+                gg = ref[f"{kind}_gg_{part}"]
+                out[f"{kind}_{part}_pop"] = _nanmean(d)
+                out[f"{kind}_gg_{part}"] = _nanmean(gg)
+                out[f"{kind}_ratio_{part}"] = reference_ratio(d, gg)
+        out["gold_pop_forget"] = ref["gold_pop_forget"]
+        out["n_gg_forget"] = ref["n_gg_forget"]
+        out["dist_gold_gold"] = pop["dist_gg"]
+        out["dist_to_gold_rel"] = dist / pop["dist_gg"] if pop["dist_gg"] > 0 else math.nan
+        out["gold_mia_loss_auc"] = g["mia"]["mia_loss_auc"]
+        out["gold_mia_efficacy"] = g["mia"]["mia_efficacy"]
+        if len(self.seeds) >= self.cfg.lira_min_gold and len(sp.forget):
+            phi_gold, sigma = ref["lira"]
+            z = lira_z_scores(logit_confidence(pf, self.y_train[sp.forget]), phi_gold, ref["mask_f"], sigma)
+            out["lira_z_forget"] = _nanmean(z)
+            finite = z[np.isfinite(z)]
+            out["lira_member_frac"] = float((finite > LIRA_Z_95).mean()) if finite.size else math.nan
+        else:
+            out["lira_z_forget"] = out["lira_member_frac"] = math.nan
+        out["_loss_train"] = per_example_loss(preds.train, self.y_train)
+        return out
+
+    # --- relearn time --------------------------------------------------------------------------------
+    def _relearn_eval(self, protocol: str, seed: int, step: int) -> tuple[torch.Tensor, float]:
+        sp = self.split(protocol, seed, step)
+        rng = np.random.default_rng([seed, step])
+        idx = sp.forget
+        if len(idx) > self.cfg.relearn_eval_size:
+            idx = np.sort(rng.choice(idx, size=self.cfg.relearn_eval_size, replace=False))
+        idx_t = torch.as_tensor(idx)
+        target = accuracy_from_probs(
+            predict_proba(self.original(seed), self.x_train[idx_t]), self.y_train_t[idx_t]
+        )
+        return idx_t, target
+
+    def relearn(self, model: torch.nn.Module, protocol: str, seed: int, step: int) -> tuple[int, bool]:
+        idx_eval, target = self._relearn_eval(protocol, seed, step)
+        f = torch.as_tensor(self.split(protocol, seed, step).forget)
+        return relearn_time(
+            model,
+            self.x_train[f],
+            self.y_train_t[f],
+            self.run.suite.recipe,
+            target,
+            seed=seed,
+            batch_size=self.cfg.relearn_batch_size,
+            max_steps=self.cfg.relearn_max_steps,
+            eval_x=self.x_train[idx_eval],
+            eval_y=self.y_train_t[idx_eval],
+        )
+
+    @functools.cache  # noqa: B019
+    def gold_relearn(self, protocol: str, seed: int, step: int) -> tuple[int, bool]:
+        return self.relearn(self.gold_model(protocol, seed, step), protocol, seed, step)
+
+    # --- NeurIPS competition score over the seeds of one params_id -----------------------------------------
+    def neurips(self, protocol: str, step: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """``rows``: the ok rows of one (protocol, params_id, step), one per seed, with ``_loss_train``."""
+        nan = {"neurips_score": math.nan, "neurips_f": math.nan, "neurips_n_examples": 0,
+               "neurips_n_models": math.nan}  # fmt: skip
+        if len(rows) < self.cfg.neurips_min_models:
+            return nan
+        seeds = [r["seed"] for r in rows]
+        in_f = np.stack([self.split(protocol, s, step).in_forget for s in seeds])  # (S, n_train)
+        counts = in_f.sum(axis=0)
+        use = np.flatnonzero(counts >= self.cfg.neurips_min_models)
+        if use.size == 0:
+            return nan
+        lu = np.stack([r["_loss_train"] for r in rows])
+        lr = np.stack([self.gold(protocol, s, step)["loss_train"] for s in seeds])
+        patterns, inverse = np.unique(in_f[:, use].T, axis=0, return_inverse=True)
+        eps = np.empty(use.size)
+        for k, pat in enumerate(patterns):  # examples forgotten by the same seeds: one vectorised call
+            cols = use[inverse.reshape(-1) == k]
+            eps[inverse.reshape(-1) == k] = example_epsilon(lu[pat][:, cols], lr[pat][:, cols])
+        f = forgetting_quality(eps)
+        golds = [self.gold(protocol, s, step)["acc"] for s in seeds]
+        utility = utility_factor(
+            float(np.mean([r["acc_retain"] for r in rows])),
+            float(np.mean([g["retain"] for g in golds])),
+            float(np.mean([r["acc_test"] for r in rows])),
+            float(np.mean([g["test"] for g in golds])),
+        )
+        return {"neurips_score": f * utility, "neurips_f": f, "neurips_n_examples": int(use.size),
+                "neurips_n_models": float(np.median(counts[use]))}  # fmt: skip
+
+
+def _mean(d: torch.Tensor) -> float:
+    return float(d.mean()) if d.numel() else math.nan
+
+
+def evaluate_suite(run: SuiteRun, config: EvalConfig | None = None) -> pd.DataFrame:
+    """Rows for every cell of the suite (cells must be up to date: ``unlearn`` first)."""
+    cfg = config or EvalConfig()
+    s = run.suite
+    ev = _Evaluator(run, cfg)
+    rows: list[dict[str, Any]] = []
     for cell in tqdm(expand_cells(run), desc=f"{s.name}: evaluate", unit="cell", disable=None):
         result_path = cell_dir(run, cell) / "result.json"
         if not result_path.exists():
@@ -120,68 +487,51 @@ def evaluate_suite(run: SuiteRun) -> pd.DataFrame:
             "hparams": json.dumps(cell.hparams, sort_keys=True),
             **{k: result.get(k) for k in ("code_hash", "origin", "git_rev", "packages", "hardware")},
         }
+        k_final = run.protocol(cell.protocol).requests
         for req in result["requests"]:
-            row: dict[str, Any] = {
-                **common,
-                "step": req["step"],
-                "status": req["status"],
-                "error": req["error"],
-            }
-            for k in ("wall_s", "cpu_s", "peak_rss_mb", "grad_samples", "hvps", "hessians", "update_norm"):
+            step = req["step"]
+            row: dict[str, Any] = {**common, "step": step, "status": req["status"], "error": req["error"]}
+            for k in ("wall_s", "cpu_s", "peak_rss_mb", "cuda_peak_mb", "grad_samples", "hvps", "hessians",
+                      "update_norm"):  # fmt: skip
                 row[k] = req.get(k)
             row["info"] = json.dumps(req.get("info", {}), sort_keys=True)
-            g = gold(cell.protocol, cell.seed, req["step"])
+            g = ev.gold(cell.protocol, cell.seed, step)
+            sp = ev.split(cell.protocol, cell.seed, step)
             row.update(
                 gold_acc_forget=g["acc"]["forget"],
                 gold_acc_retain=g["acc"]["retain"],
                 gold_acc_test=g["acc"]["test"],
                 gold_wall_s=g["meta"]["wall_s"],
                 gold_epochs_equiv=g["meta"]["epochs_equiv"],
-                n_forget=len(g["x"]["forget"]),
-                n_retain=len(g["x"]["retain"]),
+                n_forget=len(sp.forget),
+                n_retain=len(sp.retain),
             )
             if req["status"] == "ok":
-                row.update(_judge(run, cell.seed, cell_dir(run, cell) / f"step{req['step']}.pt", g, req))
+                model = load_state(cell_dir(run, cell) / f"step{step}.pt", run.make_model(cell.seed))
+                row.update(ev.judge(cell, step, model, req))
+                if cfg.relearn and step == k_final:
+                    steps, capped = ev.relearn(model, cell.protocol, cell.seed, step)
+                    row["relearn_steps"], row["relearn_capped"] = float(steps), float(capped)
+                    steps, capped = ev.gold_relearn(cell.protocol, cell.seed, step)
+                    row["gold_relearn_steps"], row["gold_relearn_capped"] = float(steps), float(capped)
             rows.append(row)
+
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["status"] == "ok":
+            groups.setdefault((row["protocol"], row["params_id"], row["step"]), []).append(row)
+    for (protocol, _, step), members in groups.items():
+        score = ev.neurips(protocol, step, members)
+        for row in members:
+            row.update(score)
+    for row in rows:
+        row.pop("_loss_train", None)
+
     df = pd.DataFrame(rows)
     for col in COLUMNS:
         if col not in df:
             df[col] = None
     return df[COLUMNS]
-
-
-def _judge(run: SuiteRun, seed: int, path, g: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:
-    model = load_state(path, run.make_model(seed))
-    probs = {
-        "forget": predict_proba(model, g["x"]["forget"].x),
-        "retain": predict_proba(model, g["x"]["retain"].x),
-        "test": predict_proba(model, run.snapshot.x_test),
-    }
-    acc = {k: accuracy_from_probs(probs[k], g["labels"][k]) for k in probs}
-    hvp_samples = req.get("hvp_samples", 0) or 0
-    epochs_equiv = ((req.get("grad_samples") or 0) + run.params.hvp_grad_ratio * hvp_samples) / run.n_train
-    wall = req.get("wall_s") or float("nan")
-    return {
-        "acc_forget": acc["forget"],
-        "acc_retain": acc["retain"],
-        "acc_test": acc["test"],
-        "gap_forget": abs(acc["forget"] - g["acc"]["forget"]),
-        "gap_retain": abs(acc["retain"] - g["acc"]["retain"]),
-        "gap_test": abs(acc["test"] - g["acc"]["test"]),
-        "tow": tow(
-            acc["forget"],
-            acc["retain"],
-            acc["test"],
-            g["acc"]["forget"],
-            g["acc"]["retain"],
-            g["acc"]["test"],
-        ),
-        "js_forget": mean_js(probs["forget"], g["probs"]["forget"]),
-        "js_test": mean_js(probs["test"], g["probs"]["test"]),
-        "dist_to_gold": float((_weights(model) - g["w"]).norm()),
-        "epochs_equiv": epochs_equiv,
-        "speedup": g["meta"]["wall_s"] / wall if wall > 0 else float("nan"),
-    }
 
 
 def write_results(run: SuiteRun) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from benchmark.leaderboard import (
+    PAIRED_COLUMNS,
     RESULT_COLUMNS,
     final_rows,
     mean_ci,
@@ -135,12 +136,52 @@ def test_metrics_json_rounds_and_nulls():
     mj = metrics_json(summarise(_small_frame()))
     cell = mj["s"]["p"]
     assert set(cell) == {"bad[x=1]", "ft", "nw", "short"}
-    assert cell["ft"] == {"tow": 0.8, "acc_forget": 0.5, "js_test": None, "wall_s": None, "speedup": None}
+    assert cell["ft"] == {"tow": 0.8, "acc_forget": 0.5, "js_test": None, "wall_s": None, "speedup": None,
+                          "mia_efficacy": None, "js_ratio_forget": None, "neurips_score": None,
+                          "tow_p_vs_best": None}  # fmt: skip
     assert cell["nw"]["tow"] is None
     summ = summarise(_small_frame())
     summ.loc[summ["params_id"] == "ft", "tow_mean"] = 0.123456789
     assert metrics_json(summ)["s"]["p"]["ft"]["tow"] == 0.1235
     json.dumps(mj, allow_nan=False)  # strict JSON: no NaN
+
+
+def _paired_frame() -> pd.DataFrame:
+    """_small_frame plus methods whose final ToW differs from the best (ft: 0.8, 0.9, 0.7) by set amounts."""
+    rows = []
+    for s, (same, close, far) in enumerate([(0.8, 0.7, 0.1), (0.9, 0.7, 0.2), (0.7, 0.6, 0.1)]):
+        for pid, v in (("same", same), ("close", close), ("far", far)):
+            rows.append(_row(method=pid, params_id=pid, seed=s, step=2, tow=v))
+    return pd.concat([_small_frame(), pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_paired_t_test_against_best_by_hand():
+    summ = summarise(_paired_frame()).set_index("params_id")
+    assert set(PAIRED_COLUMNS) <= set(summ.columns)
+    assert (summ["best_params_id"].dropna() == "ft").all()
+    ft = summ.loc["ft"]
+    assert ft["tied_with_best"] is True and ft["tow_diff_vs_best"] == 0.0 and math.isnan(ft["tow_p_vs_best"])
+    # close - ft = -0.1, -0.2, -0.1: mean -2/15, sd 1/sqrt(300) -> t = -4 on 2 dof;
+    # for 2 dof the two-sided p = 1 - |t| / sqrt(t^2 + 2) = 1 - 4/sqrt(18) = 0.057191
+    close = summ.loc["close"]
+    assert close["tow_diff_vs_best"] == pytest.approx(-2 / 15)
+    assert close["tow_p_vs_best"] == pytest.approx(1 - 4 / math.sqrt(18), abs=1e-9)
+    assert close["tied_with_best"] is True and close["tow_n_pairs"] == 3  # p >= 0.05: not distinguishable
+    far = summ.loc["far"]  # -0.7, -0.7, -0.6: t = -0.6667 / (0.057735 / sqrt 3) = -20 -> p = 0.00249
+    assert far["tow_p_vs_best"] == pytest.approx(1 - 20 / math.sqrt(402), abs=1e-9)
+    assert far["tied_with_best"] is False
+    same = summ.loc["same"]  # identical values on every seed: p = 1
+    assert same["tow_p_vs_best"] == 1.0 and same["tied_with_best"] is True
+    bad = summ.loc["bad[x=1]"]  # one ok seed: no test
+    assert math.isnan(bad["tow_p_vs_best"]) and bad["tied_with_best"] is None and bad["tow_n_pairs"] == 1
+
+
+def test_population_metric_is_reported_once_without_ci():
+    df = _small_frame()
+    df.loc[df["params_id"] == "ft", "neurips_score"] = 0.25
+    summ = summarise(df).set_index("params_id")
+    assert summ.loc["ft", "neurips_score_mean"] == 0.25 and math.isnan(summ.loc["ft", "neurips_score_ci"])
+    assert math.isnan(summ.loc["bad[x=1]", "neurips_score_mean"])
 
 
 def test_normalise_fills_missing_columns():
@@ -164,7 +205,8 @@ def test_write_leaderboard_creates_all_files(rendered):
     names = {p.relative_to(out).as_posix() for p in paths}
     expected = {"README.md", "index.html", "summary.csv", "metrics.json", "cifar_cnn.csv", "mnist_mlp.csv"}
     for suite in ("cifar_cnn", "mnist_mlp"):
-        expected |= {f"plots/{suite}_{k}.png" for k in ("tow_by_step", "pareto", "forget_acc_by_step")}
+        expected |= {f"plots/{suite}_{k}.png" for k in ("tow_by_step", "pareto", "forget_acc_by_step",
+                                                          "js_by_step")}  # fmt: skip
     assert names == expected
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths if p.suffix == ".png")
@@ -192,7 +234,9 @@ def test_readme_content(rendered):
             assert lines[0].startswith("| `retrain`")  # ranked by ToW
             assert f"skipped: {SKIP_REASON}" in by_method["newton[L=1]"]
             assert "3/3" in by_method["finetune[epochs=5]"] and "0/3" in by_method["newton[L=1]"]
-        for kind in ("tow_by_step", "pareto", "forget_acc_by_step"):
+            assert by_method["finetune[epochs=5]"].split("|")[3].strip() == "best"  # the "vs best" column
+            assert "p=" in by_method["original"].split("|")[3]
+        for kind in ("tow_by_step", "pareto", "forget_acc_by_step", "js_by_step"):
             assert f"(plots/{suite}_{kind}.png)" in readme
     assert readme.index("## Provenance") > readme.index("## Suite `mnist_mlp`")
     assert "- **git_rev**: deadbeef" in readme and "  - torch: 2.14.1" in readme and "cpu x16" in readme

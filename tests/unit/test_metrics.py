@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -12,13 +13,23 @@ from benchmark.metrics import (
     LN2,
     accuracy,
     accuracy_from_probs,
+    example_epsilon,
+    forgetting_quality,
     js_divergence,
     kl_divergence,
     mean_js,
     mean_kl,
+    mean_pairwise_distance,
+    neurips_score,
+    pairwise_divergence,
+    population_divergence,
     predict_proba,
+    reference_ratio,
+    relearn_time,
     tow,
+    utility_factor,
 )
+from benchmark.unlearners.base import TrainRecipe
 
 
 # ----------------------------------------------------------------------------------------- divergences
@@ -120,3 +131,93 @@ def test_predict_proba_batched_eval_float64():
     # argmax classes are 0, 1, 2, (0|1 tie -> 0), 2 (logits 0.5, -3, 2.5)
     assert accuracy(model, x, torch.tensor([0, 1, 2, 0, 0]), batch_size=3) == pytest.approx(4 / 5)
     assert math.isnan(accuracy(model, x[:0], torch.empty(0, dtype=torch.long)))
+
+
+# ------------------------------------------------------------------------------------------ population
+KL_ROW0 = 0.5 * math.log(2) + 0.5 * math.log(2 / 3)  # KL([.5, .5] ‖ [.25, .75]) = 0.143841
+
+
+def test_population_divergence_by_hand():
+    p = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
+    pop = torch.tensor([[[0.25, 0.75]], [[0.5, 0.5]]], dtype=torch.float64)  # (M=2, N=1, C=2)
+    # mean over both admissible models: (KL_ROW0 + 0) / 2
+    assert population_divergence(p, pop, [[True], [True]], "kl").tolist() == pytest.approx([KL_ROW0 / 2])
+    assert population_divergence(p, pop, [[True], [False]], "kl").tolist() == pytest.approx([KL_ROW0])
+    assert np.isnan(population_divergence(p, pop, [[False], [False]], "kl")).all()
+    js = population_divergence(p, pop, [[True], [True]], "js")[0]
+    assert js == pytest.approx(float(js_divergence(p[0], pop[0, 0])) / 2)
+    with pytest.raises(ValueError, match="kind"):
+        population_divergence(p, pop, [[True], [True]], "l2")
+
+
+def test_pairwise_divergence_by_hand():
+    a, b, c = [0.5, 0.5], [0.25, 0.75], [0.5, 0.5]
+    pop = torch.tensor([[a], [b], [c]], dtype=torch.float64)  # (3, 1, 2)
+    kl_ab, kl_ba = KL_ROW0, 0.25 * math.log(0.5) + 0.75 * math.log(1.5)  # KL(b‖a) = 0.130812
+    # ordered pairs: (a,b) (a,c) (b,a) (b,c) (c,a) (c,b) -> KLs kl_ab, 0, kl_ba, kl_ba, 0, kl_ab
+    got = pairwise_divergence(pop, np.ones((3, 1), bool), "kl")
+    assert got.tolist() == pytest.approx([(2 * kl_ab + 2 * kl_ba) / 6], abs=1e-12)
+    got = pairwise_divergence(pop, [[True], [True], [False]], "kl")  # only a and b
+    assert got.tolist() == pytest.approx([(kl_ab + kl_ba) / 2], abs=1e-12)
+    assert np.isnan(pairwise_divergence(pop, [[True], [False], [False]], "js")).all()
+
+
+def test_reference_ratio_and_weight_distance_by_hand():
+    # third example has no method value: (1 + 2) / (2 + 2)
+    assert reference_ratio([1.0, 2.0, np.nan], [2.0, 2.0, 1.0]) == pytest.approx(0.75)
+    assert math.isnan(reference_ratio([1.0], [np.nan]))
+    assert math.isnan(reference_ratio([1.0], [0.0]))
+    # pairs: |(0,0)-(3,4)| = 5, |(0,0)-(0,4)| = 4, |(3,4)-(0,4)| = 3 -> mean 4
+    assert mean_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 4.0]])) == pytest.approx(4.0)
+    assert math.isnan(mean_pairwise_distance(torch.zeros(1, 3)))
+
+
+# --------------------------------------------------------------------------------- NeurIPS 2023 score
+def test_example_epsilon_by_hand():
+    # interleaved R=0,2,4 / U=1,3,5: the best attack is t=2 (FPR 1/3, FNR 1/3):
+    # eps = ln(1 - 0.01 - 1/3) - ln(1/3) = ln(1.97) = 0.678034
+    eps = example_epsilon([[1.0], [3.0], [5.0]], [[0.0], [2.0], [4.0]])
+    assert eps.tolist() == pytest.approx([math.log(1.97)], abs=1e-12)
+    # perfectly separated (either way): FPR = FNR = 0, or both logs undefined -> inf
+    assert example_epsilon([[4.0], [5.0], [6.0]], [[1.0], [2.0], [3.0]]).tolist() == [math.inf]
+    assert example_epsilon([[1.0], [2.0], [3.0]], [[4.0], [5.0], [6.0]]).tolist() == [math.inf]
+    # identical outputs: every attack has FPR = 0 or FNR = 0 and is discarded -> eps = 0
+    assert example_epsilon(np.ones((3, 2)), np.ones((3, 2))).tolist() == [0.0, 0.0]
+
+
+def test_forgetting_quality_and_score_by_hand():
+    # bins [0,.5) [.5,1) [1,1.5) ... [6,inf): h = 1, 1, 1/2, 1/2, 1/4, 2/2^13
+    eps = [0.0, 0.4, 0.5, 0.7, 1.0, math.inf]
+    assert forgetting_quality(eps) == pytest.approx((1 + 1 + 0.5 + 0.5 + 0.25 + 2 / 2**13) / 6)
+    assert math.isnan(forgetting_quality([]))
+    assert utility_factor(0.9, 1.0, 0.8, 0.8) == pytest.approx(0.9)
+    assert utility_factor(0.9, 1.0, 0.9, 0.6) == pytest.approx(0.9)  # capped: extra test acc is no reward
+    assert utility_factor(0.9, 1.0, 0.9, 0.6, cap=False) == pytest.approx(1.35)
+    same = np.ones((3, 4))  # F = 1
+    score, f = neurips_score(same, same, 0.9, 1.0, 0.8, 0.8)
+    assert (score, f) == (pytest.approx(0.9), 1.0)
+    score, f = neurips_score([[1.0], [3.0], [5.0]], [[0.0], [2.0], [4.0]], 1.0, 1.0, 1.0, 1.0)
+    assert (score, f) == (0.5, 0.5)  # eps = 0.678 -> bin 2 -> h = 1/2
+
+
+# --------------------------------------------------------------------------------------------- relearn
+def _zero_logreg() -> nn.Module:
+    model = nn.Linear(1, 2)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    return model
+
+
+def test_relearn_time_by_hand():
+    # zero weights: logits (0, 0), argmax -> class 0, so y = 1 is wrong (acc 0). One SGD step
+    # (lr 1, first momentum step = the gradient): dCE/dlogits = p - onehot = (.5, -.5), for the weight
+    # (x = 1) and the bias -> logits after the step = (-1, 1): correct, so relearn time = 1.
+    x, y = torch.ones(1, 1), torch.tensor([1])
+    sgd = TrainRecipe(epochs=1, batch_size=32, lr=1.0, optimizer="sgd")
+    model = _zero_logreg()
+    assert relearn_time(model, x, y, sgd, target_acc=1.0) == (1, False)
+    assert float(model.weight.detach().abs().sum()) == 0.0  # the input model is left untouched
+    assert relearn_time(model, x, y, sgd, target_acc=0.0) == (0, False)  # target already met
+    frozen = TrainRecipe(epochs=1, batch_size=32, lr=0.0, optimizer="sgd")
+    assert relearn_time(model, x, y, frozen, target_acc=1.0, max_steps=7) == (7, True)  # capped, flagged

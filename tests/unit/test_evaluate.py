@@ -1,0 +1,125 @@
+"""The evaluate stage on a tiny suite on disk: every new column is there, and finite for ok rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.config import parse_params
+from benchmark.data.protocols import make_requests, protocol_path, save_requests
+from benchmark.runner.artifacts import Layout
+from benchmark.runner.cells import run_unlearning
+from benchmark.runner.evaluate import COLUMNS, EvalConfig, evaluate_suite
+from benchmark.runner.prepare import fetch_dataset, write_protocols
+from benchmark.runner.suite import open_suite
+from benchmark.runner.training import train_gold, train_originals
+
+SEEDS = [0, 1, 2]
+METHODS = ["original", "finetune"]
+
+# defined for every ok row whatever the protocol, once there are >= 3 seeds
+ALWAYS = [
+    "acc_forget", "tow", "js_forget", "js_test", "kl_forget", "kl_test", "js_forget_pop", "js_test_pop",
+    "kl_forget_pop", "kl_test_pop", "js_gg_test", "kl_gg_test", "js_ratio_test", "kl_ratio_test",
+    "gold_pop_forget", "n_gg_forget", "dist_to_gold", "dist_gold_gold", "dist_to_gold_rel", "mia_loss_auc",
+    "mia_loss_bacc", "gold_mia_loss_auc", "mia_efficacy", "gold_mia_efficacy", "lira_z_forget",
+    "lira_member_frac", "epochs_equiv", "speedup",
+]  # fmt: skip
+# defined when several seeds share forget examples (the `shared` protocol below)
+SHARED = ["js_gg_forget", "kl_gg_forget", "js_ratio_forget", "kl_ratio_forget", "neurips_score", "neurips_f"]
+FINAL = ["relearn_steps", "relearn_capped", "gold_relearn_steps", "gold_relearn_capped"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> pd.DataFrame:
+    raw = {
+        "datasets": {"digits": {"source": "digits"}},
+        "protocols": {
+            "shared": {"kind": "random", "requests": 2, "fraction": 0.02},
+            "class": {"kind": "class", "requests": 2},
+        },
+        "methods": {"finetune": {"epochs": [1]}},
+        "suites": {
+            "t": {
+                "dataset": "digits",
+                "model": {"arch": "mlp", "hidden": [8]},
+                "train": {"epochs": 4, "batch_size": 64, "lr": 0.01},
+                "protocols": ["shared", "class"],
+                "seeds": SEEDS,
+                "methods": METHODS,
+            }
+        },
+    }
+    params = parse_params(raw)
+    root = tmp_path_factory.mktemp("evaluate")
+    fetch_dataset(params, "digits", Layout(root))
+    run = open_suite(params, "t", root)
+    write_protocols(run)
+    # `shared`: every seed gets seed 0's forget sets, so the gold models of all seeds are valid
+    # retrains of the same request (the setting the population metrics are designed for)
+    labels = run.snapshot.y_train.numpy()
+    cfg = run.protocol("shared")
+    for seed in SEEDS:
+        path = protocol_path(run.layout.protocols_dir("t"), "shared", seed)
+        save_requests(path, make_requests(cfg, labels, 0), cfg, seed, labels)
+    train_originals(run)
+    train_gold(run)
+    run_unlearning(run)
+    return evaluate_suite(run, EvalConfig(relearn_max_steps=20))
+
+
+def test_columns_and_rows(results):
+    assert list(results.columns) == COLUMNS
+    assert len(results) == len(METHODS) * 2 * len(SEEDS) * 2
+    assert set(results.status) == {"ok"}
+
+
+def test_new_metrics_are_finite_for_ok_rows(results):
+    ok = results[results.status == "ok"]
+    for col in ALWAYS:
+        assert np.isfinite(ok[col].astype(float)).all(), col
+    shared = ok[ok.protocol == "shared"]
+    for col in SHARED:
+        assert np.isfinite(shared[col].astype(float)).all(), col
+    final = ok[ok.step == 2]
+    for col in FINAL:
+        assert np.isfinite(final[col].astype(float)).all(), col
+    assert ok.loc[ok.step == 1, "relearn_steps"].isna().all()  # relearn time only at the final step
+    assert ok["cuda_peak_mb"].isna().all()  # not recorded by the unlearn stage on CPU
+
+
+def test_value_ranges(results):
+    ok = results[results.status == "ok"]
+    for col in ("mia_loss_auc", "gold_mia_loss_auc", "mia_efficacy", "gold_mia_efficacy", "lira_member_frac"):
+        assert ok[col].between(0, 1).all(), col
+    assert ok["mia_loss_bacc"].between(0.5, 1).all()
+    assert (ok["js_forget_pop"] <= math.log(2)).all() and (ok["kl_forget"] >= 0).all()
+    np.testing.assert_allclose(ok["dist_to_gold_rel"], ok["dist_to_gold"] / ok["dist_gold_gold"])
+    assert ok["neurips_f"].dropna().between(0, 1).all()
+    assert (ok["neurips_score"].dropna() <= ok["neurips_f"].dropna() + 1e-12).all()
+
+
+def test_shared_forget_sets_make_every_gold_admissible(results):
+    shared = results[results.protocol == "shared"]
+    assert (shared["gold_pop_forget"] == len(SEEDS)).all()
+    assert (shared["n_gg_forget"] == shared["n_forget"]).all()
+    assert (shared["neurips_n_examples"] == shared["n_forget"]).all()
+    assert (shared["neurips_n_models"] == len(SEEDS)).all()
+    # a population value: the same on every seed's row of a (params_id, step)
+    assert (shared.groupby(["params_id", "step"])["neurips_score"].nunique() == 1).all()
+    # the gold-to-gold reference does not depend on the method
+    assert (shared.groupby(["seed", "step"])["js_gg_forget"].nunique() == 1).all()
+
+
+def test_original_row_is_judged_like_any_cell(results):
+    orig = results[results.method == "original"]
+    assert (orig["update_norm"] == 0).all()
+    assert (orig.loc[orig.step == 2, "relearn_steps"] == 0).all()  # it *is* the original: nothing to relearn
+    # the do-nothing model still knows the deleted classes: forget examples look like members
+    cls = orig[orig.protocol == "class"]
+    assert (cls["mia_loss_auc"] > cls["gold_mia_loss_auc"]).all()
+    assert (cls["mia_efficacy"] < cls["gold_mia_efficacy"]).all()
+    assert (cls["lira_z_forget"] > 0).all()
