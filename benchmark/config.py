@@ -3,7 +3,8 @@
 Layout::
 
     datasets:   {NAME: {source, split_seed, test_fraction, max_train?, max_test?, hf_path?}}
-    protocols:  {NAME: {kind: random|class, requests, fraction? (random), classes_per_request? (class)}}
+    protocols:  {NAME: {kind: random|class, requests, fraction? (random), classes_per_request? (class),
+                        seed? (forget sets shared by all model seeds; omitted: drawn per model seed)}}
     methods:    {NAME: {PARAM: [grid values]}}          # grid overrides, optional per method
     suites:     {NAME: {dataset, model: {arch, ...}, train: {epochs, batch_size, lr, weight_decay, optimizer},
                         protocols: [..], seeds: [..], methods: [..], budget_s?}}
@@ -48,6 +49,7 @@ class ProtocolConfig:
     requests: int
     fraction: float | None = None
     classes_per_request: int = 1
+    seed: int | None = None  # forget-set seed shared by every model seed; None: drawn per model seed
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def _dataset(name: str, d: dict[str, Any]) -> DatasetConfig:
 def _protocol(name: str, d: dict[str, Any]) -> ProtocolConfig:
     key = f"protocols.{name}"
     d = _mapping(d, key)
-    _check_keys(d, key, {"kind", "requests", "fraction", "classes_per_request"}, {"kind", "requests"})
+    _check_keys(d, key, {"kind", "requests", "fraction", "classes_per_request", "seed"}, {"kind", "requests"})
     kind = d["kind"]
     if kind not in PROTOCOL_KINDS:
         raise ConfigError(f"{key}.kind: unknown kind {kind!r}; known: {', '.join(PROTOCOL_KINDS)}")
@@ -165,6 +167,7 @@ def _protocol(name: str, d: dict[str, Any]) -> ProtocolConfig:
         requests=requests,
         fraction=fraction,
         classes_per_request=_typed(d, "classes_per_request", key, int, 1),
+        seed=_typed(d, "seed", key, int),
     )
 
 

@@ -131,6 +131,8 @@ def run_cell(run: SuiteRun, cell: Cell, key: str) -> dict[str, Any]:
         ctx.counters.reset()
         ctx.info = {}
         before = copy.deepcopy(model)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         t0, c0 = time.perf_counter(), time.process_time()
         try:
             model = method.unlearn(model, request, ctx)
@@ -143,7 +145,9 @@ def run_cell(run: SuiteRun, cell: Cell, key: str) -> dict[str, Any]:
             error += " | " + traceback.format_exc(limit=-1).strip().splitlines()[-3].strip()
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         row = _row(step, status, error)
+        cuda_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else float("nan")
         row.update(
+            cuda_peak_mb=cuda_mb,
             wall_s=wall,
             cpu_s=cpu,
             peak_rss_mb=_peak_rss_mb(),

@@ -27,13 +27,18 @@ def fetch_dataset(params: Params, name: str, layout: Layout) -> dict:
 
 
 def write_protocols(run: SuiteRun) -> list[Path]:
-    """One JSON of K forget sets per (protocol, seed) of the suite."""
+    """One JSON of K forget sets per (protocol, model seed) of the suite.
+
+    With ``protocols.<name>.seed`` set, every model seed gets the same forget sets, so the gold models of
+    all seeds form a population of retrains on the same data (needed by the population metrics).
+    """
     labels = run.snapshot.y_train.numpy()
     written = []
     for name in run.suite.protocols:
         cfg = run.protocol(name)
         for seed in run.suite.seeds:
             path = protocol_path(run.layout.protocols_dir(run.suite.name), name, seed)
-            save_requests(path, make_requests(cfg, labels, seed), cfg, seed, labels)
+            forget_seed = seed if cfg.seed is None else cfg.seed
+            save_requests(path, make_requests(cfg, labels, forget_seed), cfg, seed, labels)
             written.append(path)
     return written
