@@ -2,8 +2,8 @@
 
 Per suite, under ``plots_dir``:
 
-* ``<suite>_tow_by_step.png`` — ToW vs request step, one line per params_id, one panel per protocol,
-  mean over seeds with a 95% Student-t CI band;
+* ``<suite>_tow_by_step.png`` — heatmap of the mean ToW over seeds, one row per params_id (best final
+  ToW first), one column per request step, one panel per protocol;
 * ``<suite>_pareto.png`` — wall-clock seconds per request (log x) vs final-step ToW, one labelled
   point per params_id (with the ToW CI as error bar), one panel per protocol;
 * ``<suite>_forget_acc_by_step.png`` — forget-set accuracy vs step, the retrained (gold) model's
@@ -127,21 +127,32 @@ def _step_axis(ax: Axes, steps: pd.Series) -> None:
 
 
 def _plot_tow_by_step(ok: pd.DataFrame, suite: str, path: Path, palette: dict) -> Path | None:
+    """Heatmap per protocol: one row per params_id (best final ToW first), one column per request step.
+
+    With ~30 configurations a line plot is unreadable; a table of colours with the value written in
+    each cell shows both the ranking and the drift over sequential requests."""
     steps = summarise_steps(ok)
     if not steps["tow_mean"].notna().any():
         return None
     protocols = sorted(steps["protocol"].unique())
-    fig, axes = _figure(len(protocols))
+    n_rows = int(steps["params_id"].nunique())
+    n_steps = int(steps["step"].nunique())
+    fig = Figure(figsize=(max(3.2, 0.7 * n_steps + 2.6) * len(protocols), 0.28 * n_rows + 1.6), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(protocols), squeeze=False).ravel().tolist()
     for ax, proto in zip(axes, protocols, strict=True):
-        sub = steps[steps["protocol"] == proto]
-        if not _lines_by_step(ax, sub, "tow", palette):
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        grid = steps[steps["protocol"] == proto].pivot_table(
+            index="params_id", columns="step", values="tow_mean", aggfunc="first"
+        )
+        grid = grid.loc[grid[grid.columns.max()].sort_values(ascending=False, kind="mergesort").index]
+        sns.heatmap(grid, ax=ax, vmin=0.0, vmax=1.0, cmap="viridis", annot=True, fmt=".2f",
+                    annot_kws={"fontsize": 7}, cbar=ax is axes[-1], linewidths=0.3,
+                    cbar_kws={"label": "ToW (1 = as retrained)"})  # fmt: skip
         ax.set_title(str(proto))
         ax.set_xlabel("request step")
-        _step_axis(ax, sub["step"])
-    axes[0].set_ylabel("ToW (1 = as retrained)")
-    fig.suptitle(f"{suite}: ToW vs request step (mean ± 95% CI over seeds)")
-    return _save(fig, path, *_collect_legend(axes))
+        ax.set_ylabel("")
+    fig.suptitle(f"{suite}: ToW after each request (mean over seeds; rows sorted by final ToW)")
+    return _save(fig, path, [], [])
 
 
 def _plot_forget_acc(ok: pd.DataFrame, suite: str, path: Path, palette: dict) -> Path | None:
