@@ -36,33 +36,19 @@ from benchmark.curvature import (
     solve_cubic_eig,
 )
 from benchmark.curvature.arc import arc_step, check_mode
-from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
+from benchmark.unlearners._exact import DTYPES, ExactHessianUnlearner
+from benchmark.unlearners.base import Context, Request, register_unlearner
 
 
 @register_unlearner("cure_newton")
-class CubicNewton(Unlearner):
-    params = {
-        "L": [1.0],
-        "iters": [2],
-        "mode": ["adaptive"],
-        "max_params": [6000],
-        "hessian_dtype": ["float32"],
-    }
+class CubicNewton(ExactHessianUnlearner):
+    params = {**ExactHessianUnlearner.params, "L": [1.0], "iters": [2], "mode": ["adaptive"]}
     test_params = {"iters": 1}
-
-    def skip(self, n_params: int) -> str | None:
-        limit = int(self.hparams["max_params"])
-        if n_params > limit:
-            gb = n_params**2 * 8 / 1e9
-            return (
-                f"exact Hessian of {n_params} parameters ({gb:.1f} GB in float64) exceeds max_params={limit}"
-            )
-        return None
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
         mode = check_mode(self.hparams["mode"], "cure_newton")
         L = float(ctx.state.get("L", self.hparams["L"])) if mode == "adaptive" else float(self.hparams["L"])
-        hdtype = {"float32": torch.float32, "float64": torch.float64}[self.hparams["hessian_dtype"]]
+        hdtype = DTYPES[self.hparams["hessian_dtype"]]
         model.eval()
         x, y = request.retain.x, request.retain.y
         loss_fn = make_loss_fn(model, x, y, ctx.recipe.weight_decay)
