@@ -123,3 +123,40 @@ def test_bad_config_is_one_line_naming_the_key(repo: Path, tmp_path: Path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "suites.tiny-mlp.methods" in lines[0] and "no_such_method" in lines[0]
+
+
+REFERENCE = Path(__file__).with_name("reference_tiny.json")
+QUALITY_COLUMNS = {"tow": 0.02, "acc_forget": 0.02, "acc_retain": 0.02, "acc_test": 0.02, "js_test": 0.01}
+COUNTER_COLUMNS = ["grad_samples", "hvps", "hessians"]
+
+
+@pytest.mark.integration
+def test_quality_gate_against_committed_reference(repo: Path):
+    """CI regression gate: per (method, protocol, step), quality metrics within tolerance of the committed
+    reference and deterministic work counters exactly equal. Refresh the reference deliberately with
+    ``UPDATE_REFERENCE=1 pytest tests/integration/test_pipeline.py -k quality_gate`` and commit it."""
+    import json
+
+    df = pd.read_csv(repo / "results" / "tiny-mlp.csv")
+    current = {
+        f"{r.params_id}|{r.protocol}|{r.step}": {
+            **{c: round(float(getattr(r, c)), 6) for c in QUALITY_COLUMNS},
+            **{c: int(getattr(r, c)) for c in COUNTER_COLUMNS},
+        }
+        for r in df.itertuples()
+    }
+    if os.environ.get("UPDATE_REFERENCE") == "1":
+        REFERENCE.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+    reference = json.loads(REFERENCE.read_text())
+    assert sorted(current) == sorted(reference), "cells differ from the reference: refresh it deliberately"
+    problems = []
+    for key, ref in reference.items():
+        for col, tol in QUALITY_COLUMNS.items():
+            if abs(current[key][col] - ref[col]) > tol:
+                problems.append(
+                    f"{key} {col}: {current[key][col]:.4f} vs reference {ref[col]:.4f} (tol {tol})"
+                )
+        for col in COUNTER_COLUMNS:
+            if current[key][col] != ref[col]:
+                problems.append(f"{key} {col}: {current[key][col]} vs reference {ref[col]} (exact)")
+    assert not problems, "\n".join(problems)
