@@ -34,23 +34,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, vmap
 
+from benchmark.curvature.functional import ParamLayout, flat_params
+
 __all__ = ["FISHER_KINDS", "fisher_diag", "minibatch_importance", "per_sample_grads"]
 
 FISHER_KINDS = ("empirical", "true")
 
 
-class _SampleLoss:
+class _SampleLoss(ParamLayout):
     """Per-sample log-likelihood pieces of ``model`` as functions of the flat trainable parameters."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
-        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("the model has no trainable parameters")
-        self.model = model
-        self.names = [n for n, _ in params]
-        self.shapes = [p.shape for _, p in params]
-        self.numels = [p.numel() for _, p in params]
-        self.dim = sum(self.numels)
+        super().__init__(model)
         self.dtype = dtype
 
         def cast(t: Tensor) -> Tensor:
@@ -59,10 +54,6 @@ class _SampleLoss:
         frozen = {n: cast(p) for n, p in model.named_parameters() if not p.requires_grad}
         buffers = {n: cast(b) for n, b in model.named_buffers()}
         self.fixed = {**frozen, **buffers}
-
-    def unflatten(self, w: Tensor) -> dict[str, Tensor]:
-        chunks = torch.split(w, self.numels)
-        return {n: t.view(s) for n, t, s in zip(self.names, chunks, self.shapes, strict=True)}
 
     def logits(self, w: Tensor, x: Tensor) -> Tensor:
         """Logits of one sample ``x`` (no batch dimension), shape (1, C)."""
@@ -83,7 +74,7 @@ def _prepare(
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} samples and y has {y.shape[0]}")
     if w is None:
-        w = torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
+        w = flat_params(model)
     w = w.detach()
     f = _SampleLoss(model, w.dtype)
     if w.numel() != f.dim:

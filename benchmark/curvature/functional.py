@@ -47,6 +47,7 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 
 __all__ = [
     "FlatLoss",
+    "ParamLayout",
     "HVP_MODES",
     "flat_params",
     "gradient",
@@ -121,7 +122,30 @@ def _inside_transform() -> bool:
 _STOCHASTIC_OR_STATEFUL = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.Dropout)
 
 
-class FlatLoss:
+class ParamLayout:
+    """How a flat vector ``w`` maps onto a model's trainable parameters (``model.parameters()`` order)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        params = _trainable(model)
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        self.model = model
+        self.names = [n for n, _ in params]
+        self.shapes = [p.shape for _, p in params]
+        self.numels = [p.numel() for _, p in params]
+        self.dim = sum(self.numels)
+        self.param_dtype = params[0][1].dtype
+
+    def unflatten(self, w: Tensor) -> dict[str, Tensor]:
+        """Split ``w`` into a name -> tensor dict of the model's trainable parameters (views of ``w``)."""
+        if w.shape[-1] != self.dim:
+            raise ValueError(f"w has {w.shape[-1]} entries, expected {self.dim}")
+        return {
+            n: t.view(s) for n, t, s in zip(self.names, torch.split(w, self.numels), self.shapes, strict=True)
+        }
+
+
+class FlatLoss(ParamLayout):
     """``w ↦ mean CE over (x, y) + (weight_decay/2)‖w‖²`` for a flat parameter vector ``w``.
 
     Built by :func:`make_loss_fn`. Attributes: ``n_samples`` (how many samples one evaluation covers),
@@ -149,15 +173,7 @@ class FlatLoss:
                 UserWarning,
                 stacklevel=3,
             )
-        params = _trainable(model)
-        if not params:
-            raise ValueError("the model has no trainable parameters")
-        self.model = model
-        self.names = [n for n, _ in params]
-        self.shapes = [p.shape for _, p in params]
-        self.numels = [p.numel() for _, p in params]
-        self.dim = sum(self.numels)
-        self.param_dtype = params[0][1].dtype
+        super().__init__(model)
         self.weight_decay = float(weight_decay)
         self.n_samples = int(y.shape[0])
         self.chunk_size = chunk_size
@@ -194,14 +210,6 @@ class FlatLoss:
             return self._cast(dtype)
         self.prepare(dtype)
         return self._cache[dtype]
-
-    def unflatten(self, w: Tensor) -> dict[str, Tensor]:
-        """Split ``w`` into a name -> tensor dict of the model's trainable parameters (views of ``w``)."""
-        if w.shape[-1] != self.dim:
-            raise ValueError(f"w has {w.shape[-1]} entries, expected {self.dim}")
-        return {
-            n: t.view(s) for n, t, s in zip(self.names, torch.split(w, self.numels), self.shapes, strict=True)
-        }
 
     def _term(self, w: Tensor, i: int, with_decay: bool) -> Tensor:
         fixed, x = self._constants(w.dtype)
