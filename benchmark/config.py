@@ -5,10 +5,10 @@ Layout::
     datasets:   {NAME: {source, split_seed, test_fraction, max_train?, max_test?, hf_path?}}
     protocols:  {NAME: {kind: random|class, requests, fraction? (random), classes_per_request? (class),
                         seed? (forget sets shared by all model seeds; omitted: drawn per model seed)}}
-    methods:    {NAME: {PARAM: [grid values]}}          # grid overrides, optional per method
+    methods:    {NAME: {PARAM: [grid values]} | [{PARAM: [..]}, ..]}  # grid overrides; a list = union
     suites:     {NAME: {dataset, model: {arch, ...}, train: {epochs, batch_size, lr, weight_decay, optimizer},
                         protocols: [..], seeds: [..], methods: [..], budget_s?}}
-    cost:       {hvp_grad_ratio}                          # cost of one HVP in gradient passes
+    cost:       {hvp_grad_ratio, fwd_grad_ratio}          # one HVP / one forward pass, in gradient passes
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ class Params:
     datasets: dict[str, DatasetConfig]
     protocols: dict[str, ProtocolConfig]
     suites: dict[str, SuiteConfig]
-    method_grids: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    method_grids: dict[str, list[dict[str, list[Any]]]] = field(default_factory=dict)
     hvp_grad_ratio: float = 2.0
+    fwd_grad_ratio: float = 0.43
 
     def suite(self, name: str) -> SuiteConfig:
         if name not in self.suites:
@@ -236,25 +237,34 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
     )
 
 
-def _method_grids(d: dict[str, Any]) -> dict[str, dict[str, list[Any]]]:
+def _method_grids(d: dict[str, Any]) -> dict[str, list[dict[str, list[Any]]]]:
+    """``methods.NAME`` is one grid (a mapping PARAM -> list) or a list of grids (their union)."""
     from benchmark.unlearners.base import UnknownMethodError, get_unlearner
 
-    grids: dict[str, dict[str, list[Any]]] = {}
-    for name, grid in _mapping(d, "methods").items():
+    grids: dict[str, list[dict[str, list[Any]]]] = {}
+    for name, spec in _mapping(d, "methods").items():
         key = f"methods.{name}"
         try:
             cls = get_unlearner(name)
         except UnknownMethodError as exc:
             raise ConfigError(f"{key}: {exc}") from None
-        grid = _mapping(grid or {}, key)
-        for p, values in grid.items():
-            if p not in cls.params:
-                raise ConfigError(
-                    f"{key}.{p}: method '{name}' has no parameter {p!r}; known: {sorted(cls.params)}"
-                )
-            if not isinstance(values, list) or not values:
-                raise ConfigError(f"{key}.{p}: expected a non-empty list of values (a grid)")
-        grids[name] = grid
+        if isinstance(spec, list):
+            if not spec:
+                raise ConfigError(f"{key}: expected a grid or a non-empty list of grids")
+            items = [(f"{key}[{i}]", g) for i, g in enumerate(spec)]
+        else:
+            items = [(key, spec)]
+        grids[name] = []
+        for gkey, grid in items:
+            grid = _mapping(grid or {}, gkey)
+            for p, values in grid.items():
+                if p not in cls.params:
+                    raise ConfigError(
+                        f"{gkey}.{p}: method '{name}' has no parameter {p!r}; known: {sorted(cls.params)}"
+                    )
+                if not isinstance(values, list) or not values:
+                    raise ConfigError(f"{gkey}.{p}: expected a non-empty list of values (a grid)")
+            grids[name].append(grid)
     return grids
 
 
@@ -266,13 +276,14 @@ def parse_params(raw: dict[str, Any]) -> Params:
     protocols = {n: _protocol(n, d) for n, d in _mapping(raw["protocols"], "protocols").items()}
     suites = {n: _suite(n, d, raw) for n, d in _mapping(raw["suites"], "suites").items()}
     cost = _mapping(raw.get("cost") or {}, "cost")
-    _check_keys(cost, "cost", {"hvp_grad_ratio"})
+    _check_keys(cost, "cost", {"hvp_grad_ratio", "fwd_grad_ratio"})
     return Params(
         datasets=datasets,
         protocols=protocols,
         suites=suites,
         method_grids=_method_grids(raw.get("methods") or {}),
         hvp_grad_ratio=_typed(cost, "hvp_grad_ratio", "cost", float, 2.0),
+        fwd_grad_ratio=_typed(cost, "fwd_grad_ratio", "cost", float, 0.43),
     )
 
 

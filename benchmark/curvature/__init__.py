@@ -23,9 +23,11 @@ from benchmark.curvature.functional import (
     hessian,
     hvp,
     load_flat_params_,
+    loss_value,
     make_hvp,
     make_loss_fn,
     num_params,
+    value_and_gradient,
 )
 from benchmark.curvature.inverse import CGResult, conjugate_gradient, inverse_hvp, woodbury_solve
 from benchmark.curvature.lanczos import (
@@ -61,10 +63,12 @@ __all__ = [
     "hessian",
     "hvp",
     "load_flat_params_",
+    "loss_value",
     "make_hvp",
     "make_loss_fn",
     "newton_pinv_step",
     "num_params",
     "solve_cubic",
     "solve_cubic_eig",
+    "value_and_gradient",
 ]

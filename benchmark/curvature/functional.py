@@ -28,8 +28,10 @@ model) the parameters, buffers and inputs are cast to ``w.dtype``, so that brute
 are possible on a float32 model.
 
 Work counters: the functions take an optional ``counter`` (``benchmark.unlearners.base.Counters``, or
-anything with integer attributes ``grad_samples``, ``hvps``, ``hvp_samples``, ``hessians``). With
-``n = loss_fn.n_samples``: a gradient adds ``n`` to ``grad_samples``; an HVP adds 1 to ``hvps`` and
+anything with integer attributes ``grad_samples``, ``hvps``, ``hvp_samples``, ``hessians``; ``fwd_samples``
+where loss values are counted). With ``n = loss_fn.n_samples``: a gradient adds ``n`` to ``grad_samples``
+(its loss value comes with it, :func:`value_and_gradient`); a loss value alone (:func:`loss_value`, a
+forward pass) adds ``n`` to ``fwd_samples``; an HVP adds 1 to ``hvps`` and
 ``n`` to ``hvp_samples``; an explicit ``d × d`` Hessian adds 1 to ``hessians``, ``d`` to ``hvps`` and
 ``d·n`` to ``hvp_samples``.
 """
@@ -43,7 +45,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp, vjp, vmap
+from torch.func import functional_call, grad, grad_and_value, jvp, vjp, vmap
 
 __all__ = [
     "FlatLoss",
@@ -54,9 +56,11 @@ __all__ = [
     "hessian",
     "hvp",
     "load_flat_params_",
+    "loss_value",
     "make_hvp",
     "make_loss_fn",
     "num_params",
+    "value_and_gradient",
 ]
 
 HVP_MODES = ("rev_rev", "fwd_rev")
@@ -299,6 +303,35 @@ def gradient(loss_fn: LossFn, w: Tensor, counter: _Counter | None = None) -> Ten
     if counter is not None:
         counter.grad_samples += _n_samples(loss_fn)
     return g.detach()
+
+
+def value_and_gradient(loss_fn: LossFn, w: Tensor, counter: _Counter | None = None) -> tuple[float, Tensor]:
+    """(f(w), ∇f(w)) from one forward+backward pass (:func:`torch.func.grad_and_value`).
+
+    Counts like :func:`gradient` (the value is a by-product of the gradient pass).
+    """
+    w = w.detach()
+    g, value = None, 0.0
+    for part in _parts(loss_fn, w):
+        gi, vi = grad_and_value(part)(w)
+        g = gi if g is None else g + gi
+        value += float(vi)
+    if counter is not None:
+        counter.grad_samples += _n_samples(loss_fn)
+    return value, g.detach()
+
+
+@torch.no_grad()
+def loss_value(loss_fn: LossFn, w: Tensor, counter: Any = None, dtype: torch.dtype | None = None) -> float:
+    """f(w) from a forward pass only (at ``w`` cast to ``dtype`` when given); adds ``loss_fn.n_samples``
+    to ``counter.fwd_samples``."""
+    w = w.detach() if dtype is None else w.detach().to(dtype)
+    value = 0.0
+    for part in _parts(loss_fn, w):
+        value += float(part(w))
+    if counter is not None and hasattr(counter, "fwd_samples"):
+        counter.fwd_samples += _n_samples(loss_fn)
+    return value
 
 
 def _fwd_rev(part: LossFn, w: Tensor, v: Tensor) -> Tensor:

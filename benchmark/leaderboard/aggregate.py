@@ -42,11 +42,11 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "mia_loss_auc", "mia_loss_bacc", "gold_mia_loss_auc", "mia_efficacy", "gold_mia_efficacy",
     "lira_z_forget", "lira_member_frac", "neurips_score", "neurips_f", "neurips_n_examples",
     "neurips_n_models", "relearn_steps", "relearn_capped", "gold_relearn_steps", "gold_relearn_capped",
-    "cpu_s", "peak_rss_mb", "cuda_peak_mb", "hessians",
+    "cpu_s", "peak_rss_mb", "cuda_peak_mb", "hessians", "fwd_samples",
 )  # fmt: skip
 STRING_COLUMNS = ("suite", "dataset", "model", "protocol", "method", "params_id", "status", "error",
                   "code_hash", "git_rev")  # fmt: skip
-INT_COLUMNS = ("seed", "step", "grad_samples", "hvps")
+INT_COLUMNS = ("seed", "step", "grad_samples", "fwd_samples", "hvps")
 GROUP_KEYS: tuple[str, ...] = ("suite", "protocol", "method", "params_id")
 METRICS: tuple[str, ...] = (
     "tow", "acc_forget", "acc_retain", "acc_test", "gap_forget", "gap_retain", "gap_test",

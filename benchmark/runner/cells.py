@@ -40,10 +40,11 @@ def expand_cells(run: SuiteRun) -> list[Cell]:
     cells = []
     for method in run.suite.methods:
         cls = get_unlearner(method)
-        overrides = run.params.method_grids.get(method, {})
-        space = {**cls.params, **overrides}
-        varying = sorted(k for k, v in space.items() if len(v) > 1)
-        for hp in cls.grid(overrides):
+        configs: list[dict[str, Any]] = []
+        for overrides in run.params.method_grids.get(method) or [{}]:  # a union of grids
+            configs += [hp for hp in cls.grid(overrides) if hp not in configs]
+        varying = sorted(k for k in configs[0] if len({repr(hp[k]) for hp in configs}) > 1)
+        for hp in configs:
             label = ",".join(f"{k}={hp[k]}" for k in varying)
             params_id = f"{method}[{label}]" if label else method
             for protocol in run.suite.protocols:

@@ -156,6 +156,7 @@ COLUMNS = [
     "gold_wall_s",
     "speedup",
     "grad_samples",
+    "fwd_samples",
     "hvps",
     "hessians",
     "epochs_equiv",
@@ -344,6 +345,9 @@ class _Evaluator:
         dist = float((preds.w - g["preds"].w).norm())
         hvp_samples = req.get("hvp_samples", 0) or 0
         grad = req.get("grad_samples") or 0
+        fwd = req.get("fwd_samples") or 0
+        cost = run.params
+        work = grad + cost.hvp_grad_ratio * hvp_samples + cost.fwd_grad_ratio * fwd  # in sample-gradients
         wall = req.get("wall_s") or float("nan")
         out: dict[str, Any] = {
             "acc_forget": acc["forget"],
@@ -360,7 +364,7 @@ class _Evaluator:
             "kl_forget": _mean(kl_divergence(pf, gf)),
             "kl_test": _mean(kl_divergence(pt, gt)),
             "dist_to_gold": dist,
-            "epochs_equiv": (grad + run.params.hvp_grad_ratio * hvp_samples) / run.n_train,
+            "epochs_equiv": work / run.n_train,
             "speedup": g["meta"]["wall_s"] / wall if wall > 0 else float("nan"),
             **self.mia(preds, sp, s, step),
         }
@@ -491,8 +495,8 @@ def evaluate_suite(run: SuiteRun, config: EvalConfig | None = None) -> pd.DataFr
         for req in result["requests"]:
             step = req["step"]
             row: dict[str, Any] = {**common, "step": step, "status": req["status"], "error": req["error"]}
-            for k in ("wall_s", "cpu_s", "peak_rss_mb", "cuda_peak_mb", "grad_samples", "hvps", "hessians",
-                      "update_norm"):  # fmt: skip
+            for k in ("wall_s", "cpu_s", "peak_rss_mb", "cuda_peak_mb", "grad_samples", "fwd_samples", "hvps",
+                      "hessians", "update_norm"):  # fmt: skip
                 row[k] = req.get(k)
             row["info"] = json.dumps(req.get("info", {}), sort_keys=True)
             g = ev.gold(cell.protocol, cell.seed, step)

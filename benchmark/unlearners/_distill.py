@@ -99,7 +99,7 @@ def random_relabel(y: torch.Tensor, num_classes: int, gen: torch.Generator) -> t
     """Labels drawn uniformly among the *wrong* classes: y' = (y + u) mod C, u ~ U{1, …, C−1}."""
     if num_classes < 2:
         raise ValueError("random relabelling needs at least two classes")
-    shift = torch.randint(1, num_classes, y.shape, generator=gen)
+    shift = torch.randint(1, num_classes, y.shape, generator=gen).to(y.device)
     return (y + shift) % num_classes
 
 

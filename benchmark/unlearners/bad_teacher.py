@@ -13,7 +13,8 @@ D_r(k), with l_i = 1 for forget samples and 0 for retain samples::
 set, Adam lr 1e-4, batch 256. Here: T = 1, 30% of D_r(k), the originals' optimiser and batch size at
 ``lr_scale`` × their learning rate (1 by default), and 2 epochs: one epoch over ~30% of a 1–4k set is
 only a few dozen steps, which left a deleted digits class at ~70% accuracy (2 epochs: ~10%).
-Teacher forward passes are reported as ``ctx.info['teacher_samples']``, not as gradient work.
+Teacher forward passes (two per sample) are counted in ``fwd_samples`` (and ``ctx.info['teacher_samples']``),
+not as gradient work.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class BadTeacher(Unlearner):
         x = torch.cat([forget.x, retain.x[keep]])
         is_forget = torch.cat(
             [torch.ones(len(forget), dtype=torch.bool), torch.zeros(n_keep, dtype=torch.bool)]
-        )
+        ).to(x.device)
         opt = make_step_optimizer(model, ctx, float(self.hparams["lr_scale"]))
         teacher_samples = 0
         model.train()
@@ -87,4 +88,5 @@ class BadTeacher(Unlearner):
                 ctx.counters.grad_samples += int(idx.numel())
                 teacher_samples += 2 * int(idx.numel())
         ctx.info["teacher_samples"] = teacher_samples
+        ctx.counters.fwd_samples += teacher_samples
         return model.eval()

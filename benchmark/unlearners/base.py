@@ -85,19 +85,21 @@ class TrainRecipe:
 
 @dataclass
 class Counters:
-    """Work done inside one request: gradient passes over samples and Hessian-vector products."""
+    """Work done inside one request: gradient passes, forward-only passes and Hessian-vector products."""
 
     grad_samples: int = 0  # samples pushed through a forward+backward pass
+    fwd_samples: int = 0  # samples pushed through a forward pass only (loss checks, teacher logits)
     hvps: int = 0
     hvp_samples: int = 0  # samples involved in HVPs
     hessians: int = 0  # explicit Hessians formed
 
     def reset(self) -> None:
-        self.grad_samples = self.hvps = self.hvp_samples = self.hessians = 0
+        self.grad_samples = self.fwd_samples = self.hvps = self.hvp_samples = self.hessians = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
             "grad_samples": self.grad_samples,
+            "fwd_samples": self.fwd_samples,
             "hvps": self.hvps,
             "hvp_samples": self.hvp_samples,
             "hessians": self.hessians,

@@ -29,11 +29,11 @@ from torch import nn
 
 from benchmark.curvature import (
     flat_params,
-    gradient,
     hessian,
     load_flat_params_,
     make_loss_fn,
     solve_cubic_eig,
+    value_and_gradient,
 )
 from benchmark.curvature.arc import arc_step, check_mode
 from benchmark.unlearners._exact import DTYPES, ExactHessianUnlearner
@@ -57,12 +57,13 @@ class CubicNewton(ExactHessianUnlearner):
         shifts, rhos = [], []
         for _ in range(int(self.hparams["iters"])):
             ctx.check_budget()
-            g = gradient(loss_fn, w, ctx.counters)
+            f_w, g = value_and_gradient(loss_fn, w, ctx.counters)
             H = hessian(loss_fn, w.to(hdtype), chunk_size=32, counter=ctx.counters)
             eigvals, eigvecs = torch.linalg.eigh(H.to(torch.float64))
             del H
             # a rejected step is re-solved with 2L from the same eigendecomposition
-            w, L, arc = arc_step(loss_fn, w, partial(solve_cubic_eig, eigvals, eigvecs, g), L, mode)
+            solve = partial(solve_cubic_eig, eigvals, eigvecs, g)
+            w, L, arc = arc_step(loss_fn, w, solve, L, mode, f_w=f_w, counter=ctx.counters)
             if mode == "adaptive" and arc.accepted:
                 rhos.append(arc.rho)
             shifts.append(arc.step.shift)

@@ -25,28 +25,56 @@ Modes (the ARC loop is ``benchmark.curvature.arc.arc_step``, shared with ``cure_
   double L and re-solve from the same Krylov basis when ρ < 0.1 (no new HVP). L persists across the
   K requests of a cell (``ctx.state["L"]``).
 
-Precision: gradient, losses, Lanczos basis and the reduced problem in float64; Hessian-vector products in
-the model's dtype (float32 for the suite's models), cast to float64.
-Work per iteration: one gradient over D_r and k' ≤ k HVPs over D_r (fewer on a Lanczos breakdown).
+Precision: Lanczos basis and the reduced problem in float64; Hessian-vector products in the model's dtype
+(float32 for the suite's models), cast to float64; gradient and losses in float64 (``precision="float64"``,
+the default: the ARC ratio compares loss differences that can be ~1e-7 of the loss) or in the model's dtype
+(``precision="model"``: for large models, where a float64 forward pass is several times slower).
 
-Defaults (k = 10, iters = 4; measured on digits-mlp and mnist5k-mlp, seed 0, 5 requests): the same 40 HVPs
-per request as k = 20, iters = 2, better spent. The ARC shift (L/2)‖Δ‖ keeps the reduced problem well
-conditioned, so k = 10 already gives the exact cubic step to < 0.1 % (ToW identical to k = 20, 40 and to
-the exact ``cure_newton`` at iters = 2), while more outer iterations move much further on class deletion
-(mean ToW 0.29 → 0.76 on digits-mlp, 0.08 → 0.51 on mnist5k-mlp; random deletion unchanged within ±0.003).
-iters = 8 raises class deletion further (0.96 / 0.84) at twice the cost. For a like-for-like comparison
-with ``cure_newton`` use iters = 2.
+Work per iteration: one gradient over D_r (its loss value comes with it), k' ≤ k HVPs (fewer on a Lanczos
+breakdown), and in adaptive mode one forward pass over D_r per trial step (counted in ``fwd_samples``).
+``hvp_batch`` = b > 0 computes the HVPs on a uniform subsample of b retain samples, drawn per iteration from
+the cell seed (subsampled-curvature cubic regularisation: Kohler & Lucchi 2017, "Sub-sampled Cubic
+Regularization for Non-convex Optimization", ICML; Xu, Roosta & Mahoney 2020, "Newton-type methods for
+non-convex optimization under inexact Hessian information", Math. Program.); the gradient stays exact on
+D_r. The curvature then costs 2·k·b sample-gradients instead of 2·k·|D_r|. ``check_batch`` = c > 0
+replaces the forward passes over D_r of the ARC ratio by f̂(w + Δ) = f(w) + gᵀΔ + [f_S(w + Δ) − f_S(w) −
+∇f_S(w)ᵀΔ] on c retain samples S (exact first order, unbiased subsampled remainder:
+``benchmark.curvature.arc.SubsampledRemainder``; ARC with inexact function values: Bellavia, Gurioli,
+Morini & Toint 2019, "Adaptive regularization algorithms with inexact evaluations for nonconvex
+optimization", SIAM J. Optim.); a plain f_S difference would be dominated by the sampling noise of f_S
+after a small deletion. With both, a request costs little more than one gradient pass over D_r.
+``chunk_size`` > 0 evaluates losses, gradients and HVPs in chunks of that many samples (bounded
+activation memory; needed for CNNs on large D_r).
+
+Defaults (k = 10, iters = 4, hvp_batch = 0; measured on digits-mlp and mnist5k-mlp, seed 0, 5 requests): the
+same 40 HVPs per request as k = 20, iters = 2, better spent. The ARC shift (L/2)‖Δ‖ keeps the reduced
+problem well conditioned, so k = 10 already gives the exact cubic step to < 0.1 % (ToW identical to
+k = 20, 40 and to the exact ``cure_newton`` at iters = 2), while more outer iterations move much further on
+class deletion (mean ToW 0.29 → 0.76 on digits-mlp, 0.08 → 0.51 on mnist5k-mlp; random deletion unchanged
+within ±0.003). iters = 8 raises class deletion further (0.96 / 0.84) at twice the cost. For a
+like-for-like comparison with ``cure_newton`` use iters = 2.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from benchmark.curvature import flat_params, gradient, load_flat_params_, make_hvp, make_loss_fn
-from benchmark.curvature.arc import arc_step, check_mode
+from benchmark.curvature import (
+    FlatLoss,
+    flat_params,
+    load_flat_params_,
+    make_hvp,
+    make_loss_fn,
+    value_and_gradient,
+)
+from benchmark.curvature.arc import SubsampledRemainder, arc_step, check_mode
 from benchmark.curvature.lanczos import krylov_subproblem
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
+
+PRECISIONS = ("float64", "model")
 
 
 @register_unlearner("cure_newton_krylov")
@@ -57,6 +85,10 @@ class CubicNewtonKrylov(Unlearner):
         "k": [10],
         "mode": ["adaptive"],
         "perturb": [0.0],
+        "hvp_batch": [0],
+        "check_batch": [0],
+        "chunk_size": [0],
+        "precision": ["float64"],
     }
     test_params = {"iters": 1, "k": 5}
 
@@ -64,24 +96,50 @@ class CubicNewtonKrylov(Unlearner):
         hp = self.hparams
         mode = check_mode(hp["mode"], "cure_newton_krylov")
         k, iters, perturb = int(hp["k"]), int(hp["iters"]), float(hp["perturb"])
-        if k < 1 or iters < 0 or perturb < 0 or not float(hp["L"]) > 0:
+        hvp_batch, check_batch = int(hp.get("hvp_batch", 0)), int(hp.get("check_batch", 0))
+        chunk = int(hp.get("chunk_size", 0))
+        sizes_ok = min(hvp_batch, check_batch, chunk) >= 0
+        if k < 1 or iters < 0 or perturb < 0 or not float(hp["L"]) > 0 or not sizes_ok:
             raise ValueError(f"cure_newton_krylov: invalid parameters {hp}")
+        precision = hp.get("precision", "float64")
+        if precision not in PRECISIONS:
+            raise ValueError(f"cure_newton_krylov.precision: expected one of {PRECISIONS}, got {precision!r}")
         L = float(ctx.state.get("L", hp["L"])) if mode == "adaptive" else float(hp["L"])
         pdtype = next(model.parameters()).dtype
+        cdtype = torch.float64 if precision == "float64" else pdtype  # gradient and loss evaluations
         model.eval()
-        loss_fn = make_loss_fn(model, request.retain.x, request.retain.y, ctx.recipe.weight_decay)
+        retain, wd = request.retain, ctx.recipe.weight_decay
+        loss_fn = make_loss_fn(model, retain.x, retain.y, wd, chunk_size=chunk or None)
+        n_r = len(retain)
+
+        def subsample(size: int, stream: int) -> FlatLoss:
+            """The retain loss on ``size`` samples drawn uniformly (seeded), or on all of D_r."""
+            if not 0 < size < n_r:
+                return loss_fn
+            idx = torch.randperm(n_r, generator=ctx.generator(request.step * 1000 + stream))[:size]
+            idx = idx.to(retain.x.device)
+            return make_loss_fn(model, retain.x[idx], retain.y[idx], wd, chunk_size=chunk or None)
+
         w0 = flat_params(model).to(torch.float64)
         w = w0.clone()
         info: dict[str, float | int | bool] = {}
         tries = 0
         for it in range(iters):
             ctx.check_budget()
-            g = gradient(loss_fn, w, ctx.counters)
-            hvp = make_hvp(loss_fn, w.to(pdtype), mode="rev_rev", counter=ctx.counters)
+            f_w, g = value_and_gradient(loss_fn, w.to(cdtype), ctx.counters)
+            g = g.to(torch.float64)
+            curv_fn = subsample(hvp_batch, 500 + it)  # subsampled curvature, a fresh draw each iteration
+            hvp = make_hvp(curv_fn, w.to(pdtype), mode="rev_rev", counter=ctx.counters)
             gen = ctx.generator(request.step * 1000 + it) if perturb > 0 else None
             sub = krylov_subproblem(hvp, g, k, perturb=perturb, generator=gen)
             del hvp  # frees the gradient graph before the ARC loop evaluates losses
-            w, L, arc = arc_step(loss_fn, w, sub.solve, L, mode)
+            check_fn: Any = loss_fn  # the ARC ratio: on D_r, or exact first order + subsampled remainder
+            if mode == "adaptive" and 0 < check_batch < n_r:
+                sample = subsample(check_batch, 700 + it)
+                check_fn = SubsampledRemainder(sample, w, g, f_w, ctx.counters, cdtype)
+            w, L, arc = arc_step(
+                check_fn, w, sub.solve, L, mode, f_w=f_w, counter=ctx.counters, eval_dtype=cdtype
+            )
             tries += arc.tries
             ritz = sub.ritz_values
             info = dict(

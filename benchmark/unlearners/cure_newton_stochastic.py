@@ -111,7 +111,7 @@ class CubicNewtonStochastic(Unlearner):
             g = gradient(loss_g, w, ctx.counters)
             grad_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
             if sigma > 0:
-                zeta = torch.randn(w.shape, generator=gen, dtype=torch.float64).to(w.dtype)
+                zeta = torch.randn(w.shape, generator=gen, dtype=torch.float64).to(w)  # seeded on the CPU
                 g = g + sigma * zeta / torch.linalg.vector_norm(zeta)
             loss_h = make_loss_fn(model, *((x, y) if i2 is None else (x[i2], y[i2])), weight_decay=wd)
             hvp_fn = make_hvp(loss_h, w, counter=ctx.counters) if inner > 1 else None

@@ -26,7 +26,8 @@ retain ≥ 0.998); 0.1 does on MNIST-5k only (digits: 0.31) but harms least unde
 (retain 0.98-0.99, against 0.81-0.89 with 0.3); 1.0 erases it everywhere we tried, at some retain cost
 (digits retain 0.95). The released code's ratio of unlearning to training lr (1e-3 / 0.1 for SGD) does
 not carry over to Adam.
-Counters: one forward/backward per forget (and retain) sample per epoch in ``grad_samples``.
+Counters: one forward/backward per forget (and retain) sample per epoch in ``grad_samples``, and the
+teacher's forward pass on the same samples in ``fwd_samples``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Delete(Unlearner):
                     target = masked_teacher_targets(teacher(x[idx]), y[idx], T)
                 loss = distillation_loss(model(x[idx]), target, T)
                 ctx.counters.grad_samples += int(idx.numel())
+                ctx.counters.fwd_samples += int(idx.numel())
                 if use_retain:
                     ridx = torch.randint(n_r, (int(idx.numel()),), generator=gen)
                     xr = request.retain.x[ridx]
@@ -95,6 +97,7 @@ class Delete(Unlearner):
                         target_r = F.softmax(teacher(xr) / T, dim=1)
                     loss = loss + retain_weight * distillation_loss(model(xr), target_r, T)
                     ctx.counters.grad_samples += int(ridx.numel())
+                    ctx.counters.fwd_samples += int(ridx.numel())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -124,7 +124,7 @@ class FisherForgetting(Unlearner):
         )
         var_flat = torch.cat([v.reshape(-1) for v in var])
         keep_flat = torch.cat([k.reshape(-1) for k in keep])
-        eps = torch.randn(w.numel(), generator=ctx.generator(request.step), dtype=torch.float64)
+        eps = torch.randn(w.numel(), generator=ctx.generator(request.step), dtype=torch.float64).to(w.device)
         w_new = keep_flat.to(torch.float64) * w.to(torch.float64) + var_flat.to(torch.float64).sqrt() * eps
         ctx.info.update(
             noise_std_mean=float(var_flat.sqrt().mean()),

@@ -17,7 +17,8 @@ Defaults: T = 4 (all released configs), α = 0.5, γ = 1 (released small-scale c
 one uses α = 0.001, γ = 0.99), max_steps 3 of 5 epochs (the released small-scale config uses 3 of 10;
 others 2–5 of 3–10; the paper picks them on a validation criterion; 2 barely forgot a deleted class of a
 digits MLP, 3 matched the retrained model). Learning rate: the originals' (``lr_scale`` 1).
-Teacher forward passes are not gradient work; they are reported as ``ctx.info['teacher_samples']``.
+Teacher forward passes are not gradient work; they are counted in ``fwd_samples`` (and
+``ctx.info['teacher_samples']``).
 """
 
 from __future__ import annotations
@@ -107,4 +108,5 @@ class Scrub(Unlearner):
                 ctx.counters.grad_samples += int(idx.numel())
                 teacher_samples += int(idx.numel())
         ctx.info["teacher_samples"] = teacher_samples
+        ctx.counters.fwd_samples += teacher_samples
         return model.eval()

@@ -24,18 +24,40 @@ def test_speedup_script_runs_on_cpu(tmp_path):
             "1",
             "--inner-steps",
             "2",
-            "--krylov-subsample",
+            "--krylov-hvp-batch",
             "4",
+            "--chunk",
+            "16",
             "--krylov-k",
             "2",
             "--krylov-iters",
+            "1",
+            "--ratio-batch",
+            "4",
+            "--ratio-reps",
             "1",
             "--out",
             str(tmp_path / "s.json"),
         ]
     )
     assert out["n_params"] > 11_000_000  # torchvision ResNet-18 with the CIFAR stem
-    assert out["gold_retrain_s"] > 0
+    assert out["gold"]["gold_retrain_s"] > 0
+    assert out["ratios"]["grad_s"] > 0 and "error" not in out["ratios"]
     assert set(out["methods"]) == {"cure_newton_stochastic", "cure_newton_krylov"}
     assert all(m["speedup"] > 0 for m in out["methods"].values())
-    assert out["methods"]["cure_newton_krylov"]["hessians"] == 0
+    krylov = out["methods"]["cure_newton_krylov"]
+    assert krylov["hessians"] == 0
+    assert krylov["hvp_samples"] == krylov["hvps"] * 4  # curvature on the 4-sample retain subsample
+    assert krylov["grad_samples"] == out["n_retain"]  # the exact gradient over all of D_r
+    assert out["memory"] == {"skipped": "peak memory is read from the CUDA allocator"}
+
+
+def test_methods_check_script_runs_every_method_on_cpu(tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_methods_check", SCRIPT.parent / "gpu_methods_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--device", "cpu", "--out", str(tmp_path / "m.json")])
+    from benchmark.unlearners.base import available_unlearners
+
+    assert set(out) == set(available_unlearners())
+    assert {name: r["status"] for name, r in out.items() if r["status"] != "ok"} == {}

@@ -127,7 +127,7 @@ def test_bad_config_is_one_line_naming_the_key(repo: Path, tmp_path: Path):
 
 REFERENCE = Path(__file__).with_name("reference_tiny.json")
 QUALITY_COLUMNS = {"tow": 0.02, "acc_forget": 0.02, "acc_retain": 0.02, "acc_test": 0.02, "js_test": 0.01}
-COUNTER_COLUMNS = ["grad_samples", "hvps", "hessians"]
+COUNTER_COLUMNS = ["grad_samples", "fwd_samples", "hvps", "hessians"]
 
 
 @pytest.mark.integration

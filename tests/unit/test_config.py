@@ -42,6 +42,12 @@ def test_default_params_are_valid(raw):
             "methods.finetune.momentum",
         ),
         (lambda r: r["methods"].update(bogus={}), "methods.bogus"),
+        (
+            lambda r: r["methods"].update(cure_newton_krylov=[{"iters": [1]}, {"hvp_batch": 32}]),
+            "methods.cure_newton_krylov[1].hvp_batch",
+        ),
+        (lambda r: r["methods"].update(cure_newton_krylov=[]), "methods.cure_newton_krylov"),
+        (lambda r: r["methods"].update(cure_newton_krylov=[{"kk": [1]}]), "methods.cure_newton_krylov[0].kk"),
         (lambda r: r.update(extra=1), "params.extra"),
     ],
 )
@@ -62,3 +68,24 @@ def test_unknown_suite_is_named(raw):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_a_list_of_grids_is_their_union_with_ids_naming_what_varies(raw):
+    from types import SimpleNamespace
+
+    from benchmark.runner.cells import expand_cells
+
+    raw = copy.deepcopy(raw)
+    grids = [{}, {"iters": [1, 2], "hvp_batch": [32]}, {"iters": [4]}]
+    raw["methods"]["cure_newton_krylov"] = grids
+    raw["suites"]["digits-mlp"].update(methods=["cure_newton_krylov"], seeds=[0], protocols=["random"])
+    params = parse_params(raw)
+    assert params.method_grids["cure_newton_krylov"] == grids
+    run = SimpleNamespace(params=params, suite=params.suite("digits-mlp"))  # what expand_cells reads
+    ids = [c.params_id for c in expand_cells(run)]
+    # {} and {iters: [4]} are the same configuration (the default iters is 4): listed once
+    assert ids == [
+        "cure_newton_krylov[hvp_batch=0,iters=4]",
+        "cure_newton_krylov[hvp_batch=32,iters=1]",
+        "cure_newton_krylov[hvp_batch=32,iters=2]",
+    ]

@@ -152,6 +152,7 @@ def test_matrix_free_and_counters(monkeypatch):
     n_r = len(request.retain)
     assert ctx.counters.as_dict() == {
         "grad_samples": iters * n_r,
+        "fwd_samples": ctx.info["arc_tries"] * n_r,  # f(w) comes with the gradient; one f(w + Δ) per try
         "hvps": iters * k,
         "hvp_samples": iters * k * n_r,
         "hessians": 0,
@@ -184,7 +185,7 @@ def test_perturbed_start_is_seeded_and_parameters_are_checked():
         )
         outs.append(flat_params(out))
     assert torch.equal(outs[0], outs[1])  # ctx.generator: deterministic per cell seed
-    for bad in ({"mode": "sometimes"}, {"k": 0}, {"L": 0.0}):
+    for bad in ({"mode": "sometimes"}, {"k": 0}, {"L": 0.0}, {"hvp_batch": -1}, {"precision": "half"}):
         with pytest.raises(ValueError):
             get_unlearner("cure_newton_krylov")(**bad).unlearn(copy.deepcopy(model), request, _ctx(1e-3, 150))
 
@@ -231,3 +232,83 @@ def test_arc_step_rules():
     assert not info.accepted and torch.equal(w, w0) and info.tries == MAX_RETRIES and L == 2.0**MAX_RETRIES
     with pytest.raises(ValueError):
         arc_step(no_f, w0, solve, 1.0, "sometimes")
+
+
+@pytest.mark.parametrize("mode", ["fixed", "adaptive"])
+def test_subsampled_curvature_still_reaches_the_retain_optimum(logreg, mode):
+    """Exact gradient + Hessian of 120 samples (and ρ on 60): the fixed point is still ∇L(w; D_r) = 0."""
+    model, request, target = logreg
+    iters, k, b, c = 30, 10, 120, 60
+    ctx = _ctx(WD, 240)
+    method = get_unlearner("cure_newton_krylov")(
+        L=0.1 if mode == "fixed" else 1.0, iters=iters, k=k, mode=mode, hvp_batch=b, check_batch=c
+    )
+    out = method.unlearn(copy.deepcopy(model), request, ctx)
+    w = flat_params(out).numpy()
+    scale = max(1.0, np.linalg.norm(target))
+    assert np.linalg.norm(w - target) < 1e-5 * scale
+    n_r = len(request.retain)
+    assert ctx.counters.hvp_samples == ctx.counters.hvps * b  # the curvature saw b samples per product
+    if mode == "adaptive":  # per iteration: one gradient on S, one forward on S per trial step
+        assert ctx.counters.grad_samples == iters * (n_r + c)
+        assert ctx.counters.fwd_samples == ctx.info["arc_tries"] * c
+    else:
+        assert ctx.counters.grad_samples == iters * n_r and ctx.counters.fwd_samples == 0
+    # a single iteration with a wrong (subsampled) Hessian is not the exact step: the draws matter
+    one_exact = get_unlearner("cure_newton_krylov")(L=0.1, iters=1, k=k, mode="fixed")
+    one_sub = get_unlearner("cure_newton_krylov")(L=0.1, iters=1, k=k, mode="fixed", hvp_batch=b)
+    w1 = flat_params(one_exact.unlearn(copy.deepcopy(model), request, _ctx(WD, 240)))
+    w2 = flat_params(one_sub.unlearn(copy.deepcopy(model), request, _ctx(WD, 240)))
+    assert not torch.allclose(w1, w2)
+
+
+def test_subsample_sizes_at_least_the_retain_set_are_the_exact_method():
+    model, request = _mlp_problem(seed=3)
+    n_r = len(request.retain)
+    outs = []
+    for extra in ({}, {"hvp_batch": n_r, "check_batch": n_r + 5}):
+        ctx = _ctx(1e-3, 150)
+        method = get_unlearner("cure_newton_krylov")(iters=2, k=5, **extra)
+        out = method.unlearn(copy.deepcopy(model), request, ctx)
+        outs.append((flat_params(out), ctx.counters.as_dict()))
+    assert torch.equal(outs[0][0], outs[1][0]) and outs[0][1] == outs[1][1]
+
+
+def test_model_precision_evaluates_gradient_and_losses_in_the_model_dtype():
+    model, request = _mlp_problem(seed=4)
+    model = model.float()
+    results = {}
+    for precision in ("float64", "model"):
+        ctx = _ctx(1e-3, 150)
+        out = get_unlearner("cure_newton_krylov")(iters=2, k=5, precision=precision).unlearn(
+            copy.deepcopy(model), request, ctx
+        )
+        results[precision] = flat_params(out).double()
+    # same method, different rounding: close, not identical
+    assert not torch.equal(results["float64"], results["model"])
+    assert torch.allclose(results["float64"], results["model"], atol=1e-4)
+
+
+def test_subsampled_remainder_is_exact_on_the_full_set_and_keeps_the_first_order_exact():
+    from benchmark.curvature import make_loss_fn, value_and_gradient
+    from benchmark.curvature.arc import SubsampledRemainder
+
+    model, request = _mlp_problem(seed=5)
+    model = model.double()
+    r = request.retain
+    f = make_loss_fn(model, r.x.double(), r.y, 1e-3)
+    w = flat_params(model).double()
+    f_w, g = value_and_gradient(f, w)
+    step = 1e-2 * torch.randn(w.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    full = SubsampledRemainder(f, w, g, f_w)
+    assert abs(float(full(w + step)) - float(f(w + step))) < 1e-12  # S = D_r: f̂ = f
+    # S = 10 samples: the remainder is subsampled, the linear part is not
+    part = make_loss_fn(model, r.x[:10].double(), r.y[:10], 1e-3)
+    est = SubsampledRemainder(part, w, g, f_w)
+    t = 1e-4  # tiny steps: the remainder is O(t²), so f̂ − f(w) → t·gᵀΔ exactly
+    lin = f_w + t * float(g @ step)
+    assert abs(float(est(w + t * step)) - lin) < 1e-3 * abs(lin - f_w)
+    # the naive subsample difference f_S(w') − f_S(w) follows the subsample's own gradient instead
+    f_s_w, g_s = value_and_gradient(part, w)
+    naive = f_w + float(part(w + t * step)) - f_s_w
+    assert abs(naive - lin) > 10 * abs(float(est(w + t * step)) - lin)

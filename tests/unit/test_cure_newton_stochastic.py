@@ -213,6 +213,7 @@ def test_counters_with_minibatches():
         "hvps": rounds * (inner - 1),
         "hvp_samples": rounds * (inner - 1) * b2,
         "hessians": 0,
+        "fwd_samples": 0,
     }
 
 

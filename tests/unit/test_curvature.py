@@ -16,9 +16,11 @@ from benchmark.curvature import (
     hessian,
     hvp,
     load_flat_params_,
+    loss_value,
     make_hvp,
     make_loss_fn,
     num_params,
+    value_and_gradient,
 )
 from benchmark.unlearners.base import Counters
 
@@ -239,17 +241,24 @@ def test_counters(setup):
     c = Counters()
     v = torch.randn(31, dtype=torch.float64)
     gradient(f, w, counter=c)
-    assert c.as_dict() == {"grad_samples": N, "hvps": 0, "hvp_samples": 0, "hessians": 0}
+    assert c.as_dict() == {"grad_samples": N, "fwd_samples": 0, "hvps": 0, "hvp_samples": 0, "hessians": 0}
     hvp(f, w, v, counter=c)
     hvp(f, w, v, counter=c, mode="fwd_rev")
-    assert c.as_dict() == {"grad_samples": N, "hvps": 2, "hvp_samples": 2 * N, "hessians": 0}
+    assert c.as_dict() == dict(grad_samples=N, fwd_samples=0, hvps=2, hvp_samples=2 * N, hessians=0)
     op = make_hvp(f, w, counter=c)
     op(v)
     op(v)
     assert (c.hvps, c.hvp_samples) == (4, 4 * N)
     c.reset()
     hessian(f, w, counter=c)
-    assert c.as_dict() == {"grad_samples": 0, "hvps": 31, "hvp_samples": 31 * N, "hessians": 1}
+    assert c.as_dict() == dict(grad_samples=0, fwd_samples=0, hvps=31, hvp_samples=31 * N, hessians=1)
+    # a loss value alone is a forward pass; with the gradient it comes free
+    c.reset()
+    value, g = value_and_gradient(f, w, counter=c)
+    assert value == pytest.approx(float(f(w)), rel=1e-14) and torch.allclose(g, gradient(f, w), atol=1e-14)
+    assert loss_value(f, w, counter=c) == pytest.approx(value, rel=1e-14)
+    assert loss_value(f, w, dtype=torch.float32) == pytest.approx(value, rel=1e-5)
+    assert (c.grad_samples, c.fwd_samples) == (N, N)
     # counter=None is the default everywhere; a plain callable without n_samples counts 0 samples
     c.reset()
     gradient(lambda u: (u * u).sum(), w, counter=c)
