@@ -10,7 +10,8 @@ are made learnable — a fixed per-class pattern plus noise — so that the unle
 2. ``ratios``: forward, gradient and HVP (reverse-over-reverse, standalone and linearised once;
    forward-over-reverse) on one batch in eval mode, as multiples of the gradient.
 3. ``methods``: one timed request of ``cure_newton_stochastic`` (CuReNUS, the paper's settings) and of
-   ``cure_newton_krylov`` (exact gradient and ARC test on all of D_r, Lanczos HVPs on a retain subsample),
+   ``cure_newton_krylov`` (the budget preset: exact gradient on all of D_r, Lanczos HVPs and the ARC test
+   on retain subsamples),
    each after an untimed warm-up request on a retain subsample (which also adapts the ARC weight L,
    carried into the timed request as the suite carries it across a cell's K requests); wall seconds,
    speedup = gold / wall, work counters, epoch-equivalents, peak accelerator memory.
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--inner-steps", type=int, default=10, help="CuReNUS inner gradient steps")
     ap.add_argument("--krylov-k", type=int, default=10)
     ap.add_argument("--krylov-iters", type=int, default=1)
-    ap.add_argument("--krylov-hvp-batch", type=int, default=1024, help="retain samples behind the HVPs")
+    ap.add_argument("--krylov-hvp-batch", type=int, default=512, help="retain samples behind the HVPs")
+    ap.add_argument("--krylov-check-batch", type=int, default=1024, help="retain samples of the ARC test")
     ap.add_argument("--chunk", type=int, default=1024, help="samples per chunk of the exact D_r passes")
     ap.add_argument("--ratio-batch", type=int, default=512)
     ap.add_argument("--ratio-reps", type=int, default=10)
@@ -200,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
             "iters": args.krylov_iters,
             "k": args.krylov_k,
             "hvp_batch": args.krylov_hvp_batch,
+            "check_batch": args.krylov_check_batch,
             "chunk_size": args.chunk,
             "precision": "model",
         },

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# Install, then run lint and the whole test suite (unit + integration), offline.
+# Install, then run lint, the whole test suite (unit + integration) and the performance gate, offline.
+# Arguments go to the first pytest call (e.g. `bash scripts/test.sh -x tests/unit`); the gate always runs
+# unless PERF_GATE=0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 DVC_NO_ANALYTICS=1
 export PATH="$PWD/.venv/bin:$PATH"
-ruff check benchmark tests
+ruff check benchmark tests scripts
 python -m pytest "$@"
+if [ "${PERF_GATE:-1}" != 0 ]; then
+  # timing ratios from one run of the benchmarks vs tests/benchmarks/targets.yaml (never absolute seconds)
+  mkdir -p .benchmarks
+  python -m pytest tests/benchmarks -q --benchmark-enable --benchmark-only \
+    --benchmark-json=.benchmarks/ci.json --benchmark-columns=min,mean,rounds
+  python scripts/perf_gate.py .benchmarks/ci.json
+fi
