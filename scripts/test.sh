@@ -11,8 +11,16 @@ ruff check benchmark tests scripts
 python -m pytest "$@"
 if [ "${PERF_GATE:-1}" != 0 ]; then
   # timing ratios from one run of the benchmarks vs tests/benchmarks/targets.yaml (never absolute seconds)
+  # a ratio over target is measured once more before it fails the run (a real regression fails twice)
   mkdir -p .benchmarks
-  python -m pytest tests/benchmarks -q --benchmark-enable --benchmark-only \
-    --benchmark-json=.benchmarks/ci.json --benchmark-columns=min,mean,rounds
-  python scripts/perf_gate.py .benchmarks/ci.json
+  bench() {
+    python -m pytest tests/benchmarks -q --benchmark-enable --benchmark-only \
+      --benchmark-json=.benchmarks/ci.json --benchmark-columns=min,mean,rounds
+  }
+  bench
+  if ! python scripts/perf_gate.py .benchmarks/ci.json; then
+    echo "perf gate: measuring again" >&2
+    bench
+    python scripts/perf_gate.py .benchmarks/ci.json
+  fi
 fi
