@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("bench_json", type=Path)
     ap.add_argument("--targets", type=Path, default=DEFAULT_TARGETS)
     args = ap.parse_args(argv)
+    for path in (args.bench_json, args.targets):
+        if not path.is_file():
+            print(f"perf gate: {path} not found", file=sys.stderr)
+            return 2
     rows, missing = check(json.loads(args.bench_json.read_text()), yaml.safe_load(args.targets.read_text()))
     for r in rows:
         verdict = "ok" if r["ok"] else "OVER TARGET"

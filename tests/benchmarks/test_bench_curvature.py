@@ -17,7 +17,16 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.curvature import flat_params, gradient, hessian, hvp, loss_value, make_loss_fn, solve_cubic
+from benchmark.curvature import (
+    flat_params,
+    gradient,
+    hessian,
+    hvp,
+    loss_value,
+    make_hvp,
+    make_loss_fn,
+    solve_cubic,
+)
 from benchmark.models.training import train_model
 from benchmark.unlearners.base import Context, DataView, Request, TrainRecipe, get_unlearner
 
@@ -45,6 +54,21 @@ def test_forward(benchmark):
 @pytest.mark.parametrize("mode", ["rev_rev", "fwd_rev"])
 def test_hvp(benchmark, mode):
     hv = benchmark(hvp, LOSS, W, V, mode=mode)
+    assert torch.isfinite(hv).all()
+
+
+@pytest.mark.benchmark(group="mnist-mlp-4k: gradient vs HVP")
+def test_hvp_ten_products(benchmark):
+    """What the Lanczos solver pays for k = 10 HVPs: the gradient graph built once, 10 backward passes."""
+
+    def ten() -> torch.Tensor:
+        op = make_hvp(LOSS, W)
+        out = V
+        for _ in range(10):
+            out = op(V)
+        return out
+
+    hv = benchmark(ten)
     assert torch.isfinite(hv).all()
 
 

@@ -46,6 +46,8 @@ def test_exit_codes_and_the_default_targets_file(tmp_path, capsys):
     assert perf_gate.main([str(over), "--targets", str(targets)]) == 1
     assert "over target: hvp" in capsys.readouterr().err
     assert perf_gate.main([str(partial), "--targets", str(targets)]) == 2
+    assert perf_gate.main([str(tmp_path / "none.json"), "--targets", str(targets)]) == 2
+    assert "none.json not found" in capsys.readouterr().err
     # the repository's targets name benchmarks that exist in tests/benchmarks
     default = yaml.safe_load(perf_gate.DEFAULT_TARGETS.read_text())
     source = "".join(p.read_text() for p in (ROOT / "tests" / "benchmarks").glob("test_*.py"))
