@@ -28,6 +28,13 @@ Counters: each round adds |B₁| to ``grad_samples`` and J − 1 HVPs (|B₂| sa
 step has Δ = 0, so H·0 = 0 needs no product. If a round would make the weights non-finite (η too large), it
 is dropped, the rounds stop and ``ctx.info["diverged"]`` records the round (a blow-up that stays finite is
 not caught: keep η < 1/(‖H‖ + L‖Δ‖)).
+
+Measured (class protocol, 5 requests, seed 0): the paper's settings (10 rounds × 10 inner steps) leave the
+forgotten classes at 86 % (digits-mlp) / 98 % (mnist5k-mlp) accuracy (ToW 0.09 / 0.01; the paper reports
+0.99 on its FMNIST CNN). A few GD steps cannot reach the cubic step along directions of small curvature,
+which is where class information sits: on digits-mlp 50 × 100 steps give ToW 0.72 (forget 21 %) at about
+15× the cost of a retrain; on mnist5k-mlp η ≥ 0.03 diverges and η = 0.01 does not forget (ToW 0.06).
+``cure_newton_krylov`` solves the same subproblem exactly in a Krylov space and does not have this problem.
 """
 
 from __future__ import annotations
