@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,11 +285,16 @@ def _md_cell(c: Cell) -> str:
 
 
 def render_markdown(
-    df: pd.DataFrame, plots: dict[str, list[tuple[str, str]]], provenance: dict | None
+    df: pd.DataFrame,
+    plots: dict[str, list[tuple[str, str]]],
+    provenance: dict | None,
+    links: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """README.md text. ``plots`` maps a suite to its (title, relative path) figures."""
+    """README.md text. ``plots`` maps a suite to its (title, relative path) figures; ``links`` are
+    (title, relative path) pages listed under the introduction."""
     data = normalise(df)
     lines = [f"# {TITLE}", "", "## How to read this", "", HOW_TO_READ, ""]
+    lines += [f"See also: [{title}]({rel})." for title, rel in links] + ([""] if links else [])
     tables = build_tables(data)
     if not tables:
         lines += ["*No results.*", ""]
@@ -371,7 +377,12 @@ def _html_cell(c: Cell) -> str:
     return f'<td data-v="{html.escape(c.sort)}">{text}</td>'
 
 
-def render_html(df: pd.DataFrame, plots: dict[str, list[tuple[str, str]]], provenance: dict | None) -> str:
+def render_html(
+    df: pd.DataFrame,
+    plots: dict[str, list[tuple[str, str]]],
+    provenance: dict | None,
+    links: Sequence[tuple[str, str]] = (),
+) -> str:
     """index.html text: the README tables with click-to-sort headers, and the plots (self-contained
     apart from the PNG files it references)."""
     data = normalise(df)
@@ -384,6 +395,7 @@ def render_html(df: pd.DataFrame, plots: dict[str, list[tuple[str, str]]], prove
            f"<title>{e(TITLE)}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>",
            f"<h1>{e(TITLE)}</h1>", "<h2>How to read this</h2>", f"<p>{how}</p>",
            "<p><em>Click a column header to sort.</em></p>"]  # fmt: skip
+    out += [f'<p>See also: <a href="{e(rel)}">{e(title)}</a>.</p>' for title, rel in links]
     tables = build_tables(data)
     if not tables:
         out.append("<p><em>No results.</em></p>")
@@ -431,6 +443,12 @@ def _suite_file(suite: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in suite) + ".csv"
 
 
+# hand-written pages kept beside the generated files, linked when present
+EXTRA_PAGES: tuple[tuple[str, str], ...] = (
+    ("paper-scale measurements on an accelerator (ResNet-18 speedup, Krylov memory)", "gpu/README.md"),
+)
+
+
 def write_leaderboard(df: pd.DataFrame, out_dir: Path, provenance: dict | None = None) -> list[Path]:
     """Render the result rows ``df`` into ``out_dir``; returns the paths written.
 
@@ -455,12 +473,13 @@ def write_leaderboard(df: pd.DataFrame, out_dir: Path, provenance: dict | None =
             if p in plot_files:
                 plots.setdefault(str(suite), []).append((title, p.relative_to(out_dir).as_posix()))
 
+    links = [(title, rel) for title, rel in EXTRA_PAGES if (out_dir / rel).is_file()]
     written: list[Path] = []
     readme = out_dir / "README.md"
-    readme.write_text(render_markdown(data, plots, provenance), encoding="utf-8")
+    readme.write_text(render_markdown(data, plots, provenance, links), encoding="utf-8")
     written.append(readme)
     index = out_dir / "index.html"
-    index.write_text(render_html(data, plots, provenance), encoding="utf-8")
+    index.write_text(render_html(data, plots, provenance, links), encoding="utf-8")
     written.append(index)
 
     summary = summarise(data)

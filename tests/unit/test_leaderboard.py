@@ -294,3 +294,15 @@ def test_plots_skip_without_ok_data(tmp_path):
     assert not any(p.suffix == ".png" for p in paths)
     readme = (tmp_path / "README.md").read_text()
     assert SKIP_REASON in readme and "plots/" not in readme
+
+
+def test_hand_written_pages_beside_the_leaderboard_are_linked(tmp_path, rendered):
+    _, _, df = rendered
+    write_leaderboard(df, tmp_path)
+    assert "gpu/README.md" not in (tmp_path / "README.md").read_text()
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "gpu" / "README.md").write_text("# measured elsewhere\n")
+    write_leaderboard(df, tmp_path)
+    assert "(gpu/README.md)" in (tmp_path / "README.md").read_text()
+    assert 'href="gpu/README.md"' in (tmp_path / "index.html").read_text()
+    assert (tmp_path / "gpu" / "README.md").read_text() == "# measured elsewhere\n"  # left alone
