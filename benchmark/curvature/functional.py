@@ -295,30 +295,25 @@ def _check_mode(mode: str) -> None:
 
 def gradient(loss_fn: LossFn, w: Tensor, counter: _Counter | None = None) -> Tensor:
     """∇f(w) (detached, dtype of ``w``). Adds ``loss_fn.n_samples`` to ``counter.grad_samples``."""
-    w = w.detach()
-    g = None
-    for part in _parts(loss_fn, w):
-        gi = grad(part)(w)
-        g = gi if g is None else g + gi
-    if counter is not None:
-        counter.grad_samples += _n_samples(loss_fn)
-    return g.detach()
+    return value_and_gradient(loss_fn, w, counter)[1]
 
 
 def value_and_gradient(loss_fn: LossFn, w: Tensor, counter: _Counter | None = None) -> tuple[float, Tensor]:
-    """(f(w), ∇f(w)) from one forward+backward pass (:func:`torch.func.grad_and_value`).
+    """(f(w), ∇f(w)) from one forward+backward pass per chunk (:func:`torch.func.grad_and_value`).
 
-    Counts like :func:`gradient` (the value is a by-product of the gradient pass).
+    The gradient is detached, in the dtype of ``w``; the value is summed over chunks in float64. Adds
+    ``loss_fn.n_samples`` to ``counter.grad_samples`` (the value is a by-product of the gradient pass).
     """
     w = w.detach()
-    g, value = None, 0.0
+    g = value = None
     for part in _parts(loss_fn, w):
         gi, vi = grad_and_value(part)(w)
         g = gi if g is None else g + gi
-        value += float(vi)
+        vi = vi.detach().double()
+        value = vi if value is None else value + vi
     if counter is not None:
         counter.grad_samples += _n_samples(loss_fn)
-    return value, g.detach()
+    return float(value), g.detach()
 
 
 @torch.no_grad()
