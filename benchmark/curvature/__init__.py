@@ -26,6 +26,7 @@ from benchmark.curvature.functional import (
     loss_value,
     make_hvp,
     make_loss_fn,
+    make_subsampled_loss_fn,
     num_params,
     value_and_gradient,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "loss_value",
     "make_hvp",
     "make_loss_fn",
+    "make_subsampled_loss_fn",
     "newton_pinv_step",
     "num_params",
     "solve_cubic",

@@ -59,6 +59,7 @@ __all__ = [
     "loss_value",
     "make_hvp",
     "make_loss_fn",
+    "make_subsampled_loss_fn",
     "num_params",
     "value_and_gradient",
 ]
@@ -271,6 +272,25 @@ def make_loss_fn(
     ``f.n_samples`` is the number of samples (used by the work counters).
     """
     return FlatLoss(model, x, y, weight_decay=weight_decay, chunk_size=chunk_size)
+
+
+def make_subsampled_loss_fn(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    size: int | None,
+    generator: torch.Generator,
+    weight_decay: float = 0.0,
+    chunk_size: int | None = None,
+) -> FlatLoss:
+    """:func:`make_loss_fn` on ``size`` samples drawn uniformly without replacement
+    (``torch.randperm(n, generator=generator)[:size]``), or on all n samples when ``size`` is None or ≥ n
+    (then nothing is drawn from ``generator``)."""
+    n = int(y.shape[0])
+    if size is not None and size < n:
+        idx = torch.randperm(n, generator=generator)[:size].to(x.device)
+        x, y = x[idx], y[idx]
+    return make_loss_fn(model, x, y, weight_decay=weight_decay, chunk_size=chunk_size)
 
 
 # ----------------------------------------------------------------------------------------------------

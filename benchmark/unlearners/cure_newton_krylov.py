@@ -75,6 +75,7 @@ from benchmark.curvature import (
     load_flat_params_,
     make_hvp,
     make_loss_fn,
+    make_subsampled_loss_fn,
     value_and_gradient,
 )
 from benchmark.curvature.arc import SubsampledRemainder, arc_step, check_mode
@@ -103,12 +104,11 @@ class CubicNewtonKrylov(Unlearner):
         hp = self.hparams
         mode = check_mode(hp["mode"], "cure_newton_krylov")
         k, iters, perturb = int(hp["k"]), int(hp["iters"]), float(hp["perturb"])
-        hvp_batch, check_batch = int(hp.get("hvp_batch", 0)), int(hp.get("check_batch", 0))
-        chunk = int(hp.get("chunk_size", 0))
+        hvp_batch, check_batch, chunk = int(hp["hvp_batch"]), int(hp["check_batch"]), int(hp["chunk_size"])
         sizes_ok = min(hvp_batch, check_batch, chunk) >= 0
         if k < 1 or iters < 0 or perturb < 0 or not float(hp["L"]) > 0 or not sizes_ok:
             raise ValueError(f"cure_newton_krylov: invalid parameters {hp}")
-        precision = hp.get("precision", "float64")
+        precision = hp["precision"]
         if precision not in PRECISIONS:
             raise ValueError(f"cure_newton_krylov.precision: expected one of {PRECISIONS}, got {precision!r}")
         L = float(ctx.state.get("L", hp["L"])) if mode == "adaptive" else float(hp["L"])
@@ -120,12 +120,11 @@ class CubicNewtonKrylov(Unlearner):
         n_r = len(retain)
 
         def subsample(size: int, stream: int) -> FlatLoss:
-            """The retain loss on ``size`` samples drawn uniformly (seeded), or on all of D_r."""
+            """The retain loss on ``size`` samples drawn uniformly (seeded), or on all of D_r (size 0)."""
             if not 0 < size < n_r:
                 return loss_fn
-            idx = torch.randperm(n_r, generator=ctx.generator(request.step * 1000 + stream))[:size]
-            idx = idx.to(retain.x.device)
-            return make_loss_fn(model, retain.x[idx], retain.y[idx], wd, chunk_size=chunk or None)
+            gen = ctx.generator(request.step * 1000 + stream)
+            return make_subsampled_loss_fn(model, retain.x, retain.y, size, gen, wd, chunk or None)
 
         w0 = flat_params(model).to(torch.float64)
         w = w0.clone()

@@ -44,7 +44,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from benchmark.curvature import flat_params, gradient, load_flat_params_, make_hvp, make_loss_fn
+from benchmark.curvature import flat_params, gradient, load_flat_params_, make_hvp, make_subsampled_loss_fn
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
 DEFAULT_ETA = 0.1
@@ -73,13 +73,6 @@ def cubic_gd(
     return delta
 
 
-def _sample(n: int, size: int, gen: torch.Generator) -> Tensor | None:
-    """Indices of a uniform minibatch of ``size`` without replacement; ``None`` means all of the n."""
-    if size >= n:
-        return None
-    return torch.randperm(n, generator=gen)[:size]
-
-
 @register_unlearner("cure_newton_stochastic")
 class CubicNewtonStochastic(Unlearner):
     params = {
@@ -104,7 +97,6 @@ class CubicNewtonStochastic(Unlearner):
         wd = ctx.recipe.weight_decay
         model.eval()
         x, y = request.retain.x, request.retain.y
-        n = len(request.retain)
         w0 = flat_params(model)
         w = w0.clone()
         delta = torch.zeros_like(w)
@@ -112,15 +104,13 @@ class CubicNewtonStochastic(Unlearner):
         for t in range(1, rounds + 1):
             ctx.check_budget()
             gen = ctx.generator(request.step * 1000 + t)
-            i1 = _sample(n, int(hp["grad_batch"]), gen)
-            i2 = _sample(n, int(hp["hess_batch"]), gen)
-            loss_g = make_loss_fn(model, *((x, y) if i1 is None else (x[i1], y[i1])), weight_decay=wd)
+            loss_g = make_subsampled_loss_fn(model, x, y, int(hp["grad_batch"]), gen, wd)
+            loss_h = make_subsampled_loss_fn(model, x, y, int(hp["hess_batch"]), gen, wd)
             g = gradient(loss_g, w, ctx.counters)
             grad_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
             if sigma > 0:
                 zeta = torch.randn(w.shape, generator=gen, dtype=torch.float64).to(w)  # seeded on the CPU
                 g = g + sigma * zeta / torch.linalg.vector_norm(zeta)
-            loss_h = make_loss_fn(model, *((x, y) if i2 is None else (x[i2], y[i2])), weight_decay=wd)
             hvp_fn = make_hvp(loss_h, w, counter=ctx.counters) if inner > 1 else None
             step = cubic_gd(g, hvp_fn, L, eta, inner)
             del hvp_fn

@@ -181,7 +181,7 @@ def test_minibatches_are_deterministic_under_the_cell_seed(sigma):
 
 
 def test_each_round_and_request_draws_fresh_batches(monkeypatch):
-    import benchmark.unlearners.cure_newton_stochastic as mod
+    import benchmark.curvature.functional as mod  # make_subsampled_loss_fn builds through make_loss_fn
 
     calls = []  # (rows of x as a set, weight decay) for each loss built: B₁, B₂ of each round
 

@@ -19,6 +19,7 @@ from benchmark.curvature import (
     loss_value,
     make_hvp,
     make_loss_fn,
+    make_subsampled_loss_fn,
     num_params,
     value_and_gradient,
 )
@@ -264,3 +265,21 @@ def test_counters(setup):
     gradient(lambda u: (u * u).sum(), w, counter=c)
     assert c.grad_samples == 0
     assert torch.allclose(hvp(lambda u: (u**3).sum(), w, v), 6 * w * v, rtol=0, atol=1e-14)
+
+
+def test_subsampled_loss_is_the_loss_of_the_drawn_rows(setup):
+    model, x, y, w = setup
+    n = len(y)
+    gen = torch.Generator().manual_seed(3)
+    f = make_subsampled_loss_fn(model, x, y, 7, gen, weight_decay=WD)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(3))[:7]
+    assert f.n_samples == 7
+    expected = float(make_loss_fn(model, x[idx], y[idx], weight_decay=WD)(w))
+    assert float(f(w)) == pytest.approx(expected, rel=1e-14)
+    for size in (None, n, n + 5):  # all rows, and nothing drawn from the generator
+        gen = torch.Generator().manual_seed(3)
+        state = gen.get_state()
+        f_all = make_subsampled_loss_fn(model, x, y, size, gen, weight_decay=WD)
+        assert f_all.n_samples == n and torch.equal(gen.get_state(), state)
+        expected = float(make_loss_fn(model, x, y, weight_decay=WD)(w))
+        assert float(f_all(w)) == pytest.approx(expected, rel=1e-14)
