@@ -13,6 +13,7 @@ Layout::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,12 @@ class Params:
     method_grids: dict[str, list[dict[str, list[Any]]]] = field(default_factory=dict)
     hvp_grad_ratio: float = 2.0
     fwd_grad_ratio: float = 0.43
+
+    def epochs_equiv(self, counts: Mapping[str, Any], n_train: int) -> float:
+        """Work counters in epoch-equivalents: (grad_samples + hvp_grad_ratio · hvp_samples +
+        fwd_grad_ratio · fwd_samples) / n_train (missing or None counters count 0)."""
+        grad, hvp, fwd = (counts.get(k) or 0 for k in ("grad_samples", "hvp_samples", "fwd_samples"))
+        return (grad + self.hvp_grad_ratio * hvp + self.fwd_grad_ratio * fwd) / n_train
 
     def suite(self, name: str) -> SuiteConfig:
         if name not in self.suites:

@@ -23,7 +23,7 @@ from benchmark.models.zoo import build_model
 from benchmark.unlearners.base import Context, DataView, Request, TrainRecipe, available_unlearners
 
 
-def check(name: str, cls: type, device: torch.device) -> dict[str, Any]:
+def check(cls: type, device: torch.device) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     n = 300
     x = torch.randn(n, 1, 8, 8, generator=gen)
@@ -52,7 +52,7 @@ def check(name: str, cls: type, device: torch.device) -> dict[str, Any]:
         ctx.counters.reset()
         ctx.info.clear()
         model = cls(**cls.test_params).unlearn(model, req, ctx)
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     finite = all(bool(torch.isfinite(p).all()) for p in params)
     on_device = all(p.device.type == device.type for p in params)
     ok = finite and on_device
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, cls in sorted(available_unlearners().items()):
         try:
-            results[name] = check(name, cls, device)
+            results[name] = check(cls, device)
         except Exception as exc:
             tb = traceback.format_exc(limit=-3)
             results[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": tb}

@@ -32,17 +32,19 @@ import platform
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmark.config import load_params
 from benchmark.curvature import flat_params, hvp, loss_value, make_hvp, make_loss_fn, value_and_gradient
 from benchmark.curvature.lanczos import krylov_subproblem
 from benchmark.models.training import train_model
 from benchmark.models.zoo import build_model, count_parameters
 from benchmark.unlearners.base import Context, Counters, DataView, Request, TrainRecipe, get_unlearner
 
-HVP_GRAD_RATIO, FWD_GRAD_RATIO = 2.0, 0.43  # params.yaml `cost`, for epoch-equivalents
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"  # its `cost` ratios give epoch-equivalents
 
 
 def sync(device: torch.device) -> None:
@@ -89,21 +91,15 @@ def synthetic_cifar(n: int, device: torch.device, seed: int = 0) -> tuple[torch.
     return x.to(device), y.to(device)
 
 
-def epochs_equiv(c: dict[str, int], n_train: int) -> float:
-    work = c["grad_samples"] + HVP_GRAD_RATIO * c["hvp_samples"] + FWD_GRAD_RATIO * c.get("fwd_samples", 0)
-    return work / n_train
-
-
-def section(result: dict[str, Any], name: str, out: str | None, fn: Callable[[], Any]) -> None:
+def section(into: dict[str, Any], name: str, fn: Callable[[], Any], save: Callable[[], None]) -> None:
+    """``into[name] = fn()`` (an error entry if it raises: the other sections still run), then ``save()``."""
     t0 = time.perf_counter()
     try:
-        result[name] = fn()
-    except Exception as exc:  # keep the other sections
-        result[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        into[name] = fn()
+    except Exception as exc:
+        into[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     print(f"[{name}] {time.perf_counter() - t0:.1f}s", flush=True)
-    if out:
-        with open(out, "w") as f:
-            f.write(json.dumps(result, indent=2) + "\n")
+    save()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -128,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
+    cost = load_params(PARAMS)
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # both sides: the gold retrain and the unlearners
@@ -170,7 +167,11 @@ def main(argv: list[str] | None = None) -> dict:
             "train_acc_after_1_epoch": acc,
         }
 
-    section(result, "gold", args.out, gold)
+    def save() -> None:
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+    section(result, "gold", gold, save)
 
     def ratios() -> dict[str, Any]:
         original.eval()
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
                 out[key.replace("_s", "_over_grad")] = out[key] / out["grad_s"]
         return out
 
-    section(result, "ratios", args.out, ratios)
+    section(result, "ratios", ratios, save)
 
     methods: dict[str, dict[str, Any]] = {
         "cure_newton_stochastic": {"rounds": args.rounds, "inner_steps": args.inner_steps},
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
             "params": hp,
             "wall_s": wall,
             "speedup": gold_s / wall if gold_s else None,
-            "epochs_equiv": epochs_equiv(counters, args.n_train),
+            "epochs_equiv": cost.epochs_equiv(counters, args.n_train),
             "peak_mem_mb": peak,
             **counters,
             "info": {k: v for k, v in ctx.info.items() if isinstance(v, int | float | bool | str)},
@@ -243,10 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result["methods"] = {}
     for name, hp in methods.items():
-        section(result["methods"], name, None, lambda name=name, hp=hp: run_method(name, hp))
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write(json.dumps(result, indent=2) + "\n")
+        section(result["methods"], name, lambda name=name, hp=hp: run_method(name, hp), save)
 
     def memory() -> dict[str, Any]:
         if device.type != "cuda":
@@ -279,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
             "dense_hessian_gb": d * d * 4 / 2**30,
         }
 
-    section(result, "memory", args.out, memory)
+    section(result, "memory", memory, save)
     print(json.dumps(result, indent=2))
     return result
 

@@ -343,11 +343,6 @@ class _Evaluator:
         pf, pt = preds.train[sp.forget], preds.test
         gf, gt = g["preds"].train[sp.forget], g["preds"].test
         dist = float((preds.w - g["preds"].w).norm())
-        hvp_samples = req.get("hvp_samples", 0) or 0
-        grad = req.get("grad_samples") or 0
-        fwd = req.get("fwd_samples") or 0
-        cost = run.params
-        work = grad + cost.hvp_grad_ratio * hvp_samples + cost.fwd_grad_ratio * fwd  # in sample-gradients
         wall = req.get("wall_s") or float("nan")
         out: dict[str, Any] = {
             "acc_forget": acc["forget"],
@@ -364,7 +359,7 @@ class _Evaluator:
             "kl_forget": _mean(kl_divergence(pf, gf)),
             "kl_test": _mean(kl_divergence(pt, gt)),
             "dist_to_gold": dist,
-            "epochs_equiv": work / run.n_train,
+            "epochs_equiv": run.params.epochs_equiv(req, run.n_train),
             "speedup": g["meta"]["wall_s"] / wall if wall > 0 else float("nan"),
             **self.mia(preds, sp, s, step),
         }

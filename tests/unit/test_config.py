@@ -89,3 +89,11 @@ def test_a_list_of_grids_is_their_union_with_ids_naming_what_varies(raw):
         "cure_newton_krylov[hvp_batch=32,iters=1]",
         "cure_newton_krylov[hvp_batch=32,iters=2]",
     ]
+
+
+def test_epochs_equivalents_weigh_each_counter_by_its_cost_ratio(raw):
+    params = parse_params(raw)
+    hvp, fwd = params.hvp_grad_ratio, params.fwd_grad_ratio
+    counts = {"grad_samples": 400, "hvp_samples": 100, "fwd_samples": 50, "hvps": 3}
+    assert params.epochs_equiv(counts, 200) == pytest.approx((400 + hvp * 100 + fwd * 50) / 200, rel=1e-15)
+    assert params.epochs_equiv({"grad_samples": 200, "fwd_samples": None}, 100) == 2.0  # missing/None: 0
