@@ -5,8 +5,12 @@ f(w) = (1/n) Σᵢ −log softmax(W xᵢ + b)_{yᵢ} + (wd/2)‖w‖²,  w = [ve
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
+
 import numpy as np
 from scipy.optimize import minimize
+from sklearn.datasets import load_digits
 
 
 def logreg_objective(
@@ -30,3 +34,30 @@ def lbfgs_optimum(x: np.ndarray, y: np.ndarray, k: int, wd: float, w0: np.ndarra
     """argmin f by scipy's L-BFGS-B to gradient tolerance 1e-12."""
     opts = {"gtol": 1e-12, "ftol": 0, "maxiter": 5000}
     return minimize(logreg_objective, w0, args=(x, y, k, wd), jac=True, method="L-BFGS-B", options=opts).x
+
+
+@dataclass(frozen=True)
+class DigitsDeletion:
+    """Softmax regression on the first n sklearn digits (pixels / 16), deleting every 8th sample."""
+
+    x: np.ndarray
+    y: np.ndarray
+    k: int
+    forget: np.ndarray
+    retain: np.ndarray
+    full: np.ndarray  # argmin of f over all n samples (L-BFGS from 0)
+    target: np.ndarray  # argmin of f over the retain samples (L-BFGS from ``full``): what unlearning reaches
+
+
+@cache
+def digits_deletion(wd: float, n: int = 240) -> DigitsDeletion:
+    """The convex unlearning problem the Newton-type methods are checked on (solved once per (wd, n);
+    every caller shares the arrays: copy before modifying)."""
+    digits = load_digits()
+    x, y = digits.data[:n] / 16.0, digits.target[:n]
+    k, d = 10, x.shape[1]
+    full = lbfgs_optimum(x, y, k, wd, np.zeros(k * d + k))
+    forget = np.arange(0, n, 8)
+    retain = np.setdiff1d(np.arange(n), forget)
+    target = lbfgs_optimum(x[retain], y[retain], k, wd, full)
+    return DigitsDeletion(x, y, k, forget, retain, full, target)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from convex_reference import lbfgs_optimum, logreg_objective
+from convex_reference import digits_deletion
 from sklearn.datasets import load_digits
 from torch import nn
 
@@ -153,26 +153,10 @@ def test_woodbury_solve_equals_the_dense_damped_fisher_solve():
 # influence on a strongly convex problem
 
 
-def numpy_objective(w: np.ndarray, x: np.ndarray, y: np.ndarray, k: int) -> tuple[float, np.ndarray]:
-    """Mean softmax cross-entropy + (WD/2)‖w‖² of a linear model, with its gradient (see convex_reference)."""
-    return logreg_objective(w, x, y, k, WD)
-
-
-def lbfgs(x: np.ndarray, y: np.ndarray, k: int, w0: np.ndarray) -> np.ndarray:
-    return lbfgs_optimum(x, y, k, WD, w0)
-
-
 @pytest.fixture(scope="module")
 def logreg():
-    digits = load_digits()
-    x_np, y_np = digits.data[:240] / 16.0, digits.target[:240]
-    k, d = 10, x_np.shape[1]
-    full = lbfgs(x_np, y_np, k, np.zeros(k * d + k))
-    forget = np.arange(0, 240, 8)  # delete 30 samples
-    retain = np.setdiff1d(np.arange(240), forget)
-    target = lbfgs(x_np[retain], y_np[retain], k, full)
-    x, y = torch.tensor(x_np, dtype=torch.float64), torch.tensor(y_np)
-    return x, y, forget, retain, full, target
+    p = digits_deletion(WD)  # delete 30 of 240 samples; full-data and retain optima by L-BFGS
+    return torch.tensor(p.x), torch.tensor(p.y), p.forget, p.retain, p.full, p.target
 
 
 def logreg_model(w: np.ndarray) -> nn.Module:

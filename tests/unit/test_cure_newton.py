@@ -5,20 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from convex_reference import logreg_objective
-from scipy.optimize import minimize
-from sklearn.datasets import load_digits
+from convex_reference import digits_deletion
 from torch import nn
 
-from benchmark.curvature import flat_params
+from benchmark.curvature import flat_params, load_flat_params_
 from benchmark.unlearners.base import Context, DataView, Request, TrainRecipe, get_unlearner
 
 WD = 1e-2
-
-
-def numpy_objective(w: np.ndarray, x: np.ndarray, y: np.ndarray, k: int) -> tuple[float, np.ndarray]:
-    """Mean softmax cross-entropy + (WD/2)‖w‖² of a linear model, with its gradient (see convex_reference)."""
-    return logreg_objective(w, x, y, k, WD)
 
 
 def view(x: torch.Tensor, y: torch.Tensor) -> DataView:
@@ -27,35 +20,10 @@ def view(x: torch.Tensor, y: torch.Tensor) -> DataView:
 
 @pytest.mark.parametrize(("mode", "L"), [("fixed", 0.1), ("adaptive", 1.0)])
 def test_cubic_newton_reaches_the_retain_optimum_of_logistic_regression(mode, L):
-    digits = load_digits()
-    x_np, y_np = digits.data[:240] / 16.0, digits.target[:240]
-    x, y = torch.tensor(x_np, dtype=torch.float64), torch.tensor(y_np)
-    k, d = 10, x.shape[1]
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(d, k)).double()
-
-    full = minimize(
-        numpy_objective,
-        np.zeros(k * d + k),
-        args=(x_np, y_np, k),
-        jac=True,
-        method="L-BFGS-B",
-        options={"gtol": 1e-12, "ftol": 0, "maxiter": 5000},
-    )
-    with torch.no_grad():
-        model[1].weight.copy_(torch.tensor(full.x[: k * d].reshape(k, d)))
-        model[1].bias.copy_(torch.tensor(full.x[k * d :]))
-
-    forget = np.arange(0, 240, 8)  # delete 30 samples
-    retain = np.setdiff1d(np.arange(240), forget)
-    target = minimize(
-        numpy_objective,
-        full.x,
-        args=(x_np[retain], y_np[retain], k),
-        jac=True,
-        method="L-BFGS-B",
-        options={"gtol": 1e-12, "ftol": 0, "maxiter": 5000},
-    ).x
+    p = digits_deletion(WD)  # delete 30 of 240 samples; full-data and retain optima by L-BFGS
+    x, y, k, forget, retain, target = torch.tensor(p.x), torch.tensor(p.y), p.k, p.forget, p.retain, p.target
+    model = nn.Sequential(nn.Flatten(), nn.Linear(x.shape[1], k)).double()
+    load_flat_params_(model, torch.tensor(p.full))
 
     request = Request(
         step=1,
@@ -68,7 +36,7 @@ def test_cubic_newton_reaches_the_retain_optimum_of_logistic_regression(mode, L)
     ctx = Context(seed=0, recipe=recipe, make_model=lambda s: model, n_train=240)
     method = get_unlearner("cure_newton")(L=L, iters=12, mode=mode, hessian_dtype="float64")
 
-    start_gap = np.linalg.norm(full.x - target)
+    start_gap = np.linalg.norm(p.full - target)
     out = method.unlearn(model, request, ctx)
     w = flat_params(out).numpy()
     assert start_gap > 1e-2  # the deletion moves the optimum

@@ -8,27 +8,18 @@ import copy
 import numpy as np
 import pytest
 import torch
-from convex_reference import lbfgs_optimum, logreg_objective
+from convex_reference import digits_deletion
 from sklearn.datasets import load_digits
 from torch import nn
 
 import benchmark.curvature as curvature
 import benchmark.curvature.functional as functional
 import benchmark.unlearners.cure_newton_krylov as krylov_mod
-from benchmark.curvature import arc_step, flat_params, solve_cubic
+from benchmark.curvature import arc_step, flat_params, load_flat_params_, solve_cubic
 from benchmark.curvature.arc import MAX_RETRIES
 from benchmark.unlearners.base import Context, DataView, Request, TrainRecipe, get_unlearner
 
 WD = 1e-2
-
-
-def numpy_objective(w: np.ndarray, x: np.ndarray, y: np.ndarray, k: int) -> tuple[float, np.ndarray]:
-    """Mean softmax cross-entropy + (WD/2)‖w‖² of a linear model, with its gradient (see convex_reference)."""
-    return logreg_objective(w, x, y, k, WD)
-
-
-def _lbfgs(x: np.ndarray, y: np.ndarray, k: int, w0: np.ndarray) -> np.ndarray:
-    return lbfgs_optimum(x, y, k, WD, w0)
 
 
 def view(x: torch.Tensor, y: torch.Tensor) -> DataView:
@@ -47,21 +38,12 @@ def _ctx(wd: float, n: int) -> Context:
 
 @pytest.fixture(scope="module")
 def logreg():
-    digits = load_digits()
-    x_np, y_np = digits.data[:240] / 16.0, digits.target[:240]
-    x, y = torch.tensor(x_np, dtype=torch.float64), torch.tensor(y_np)
-    k, d = 10, x.shape[1]
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(d, k)).double()
-    full = _lbfgs(x_np, y_np, k, np.zeros(k * d + k))
-    with torch.no_grad():
-        model[1].weight.copy_(torch.tensor(full[: k * d].reshape(k, d)))
-        model[1].bias.copy_(torch.tensor(full[k * d :]))
-    forget = np.arange(0, 240, 8)  # delete 30 samples
-    retain = np.setdiff1d(np.arange(240), forget)
-    target = _lbfgs(x_np[retain], y_np[retain], k, full)
-    assert np.linalg.norm(full - target) > 1e-2  # the deletion moves the optimum
-    return model, _request(x, y, forget, retain, k), target
+    p = digits_deletion(WD)  # delete 30 of 240 samples; full-data and retain optima by L-BFGS
+    x, y = torch.tensor(p.x), torch.tensor(p.y)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(x.shape[1], p.k)).double()
+    load_flat_params_(model, torch.tensor(p.full))
+    assert np.linalg.norm(p.full - p.target) > 1e-2  # the deletion moves the optimum
+    return model, _request(x, y, p.forget, p.retain, p.k), p.target
 
 
 @pytest.mark.parametrize(("mode", "L"), [("fixed", 0.1), ("adaptive", 1.0)])

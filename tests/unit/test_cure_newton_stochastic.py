@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from convex_reference import lbfgs_optimum, logreg_objective
-from sklearn.datasets import load_digits
+from convex_reference import digits_deletion, logreg_objective
 from torch import nn
 
-from benchmark.curvature import flat_params, solve_cubic
+from benchmark.curvature import flat_params, load_flat_params_, solve_cubic
 from benchmark.unlearners.base import Context, DataView, Request, TrainRecipe, get_unlearner
 from benchmark.unlearners.cure_newton_stochastic import cubic_gd
 
@@ -85,26 +84,17 @@ def numpy_objective(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float,
     return logreg_objective(w, x, y, K, WD)
 
 
-def lbfgs(x: np.ndarray, y: np.ndarray, w0: np.ndarray) -> np.ndarray:
-    return lbfgs_optimum(x, y, K, WD, w0)
-
-
 def view(x: torch.Tensor, y: torch.Tensor) -> DataView:
     return DataView(x, y, torch.arange(len(y)))
 
 
 def digits_problem(dtype: torch.dtype = torch.float64, n: int = 240):
     """A linear model at the full-data optimum, and the request deleting every 8th sample."""
-    digits = load_digits()
-    x_np, y_np = digits.data[:n] / 16.0, digits.target[:n]
-    x, y = torch.tensor(x_np, dtype=dtype), torch.tensor(y_np)
-    full = lbfgs(x_np, y_np, np.zeros(K * x_np.shape[1] + K))
-    model = nn.Sequential(nn.Flatten(), nn.Linear(x_np.shape[1], K)).to(dtype)
-    with torch.no_grad():
-        model[1].weight.copy_(torch.tensor(full[:-K].reshape(K, -1)))
-        model[1].bias.copy_(torch.tensor(full[-K:]))
-    forget = np.arange(0, n, 8)
-    retain = np.setdiff1d(np.arange(n), forget)
+    p = digits_deletion(WD, n)
+    x, y = torch.tensor(p.x, dtype=dtype), torch.tensor(p.y)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(p.x.shape[1], K)).to(dtype)
+    load_flat_params_(model, torch.tensor(p.full))
+    forget, retain = p.forget, p.retain
     request = Request(
         step=1,
         forget=view(x[forget], y[forget]),
@@ -112,7 +102,7 @@ def digits_problem(dtype: torch.dtype = torch.float64, n: int = 240):
         retain=view(x[retain], y[retain]),
         num_classes=K,
     )
-    return model, request, full, (x_np[retain], y_np[retain])
+    return model, request, p.full, (p.x[retain], p.y[retain])
 
 
 def make_ctx(seed: int = 0) -> Context:
@@ -122,7 +112,7 @@ def make_ctx(seed: int = 0) -> Context:
 
 def test_full_batch_rounds_reach_the_retain_optimum_of_logistic_regression():
     model, request, full, (x_r, y_r) = digits_problem(torch.float64)
-    target = lbfgs(x_r, y_r, full)
+    target = digits_deletion(WD).target  # L-BFGS on the retain samples, from the full-data optimum
     n_r = len(request.retain)
     rounds, inner = 30, 60
     method = get_unlearner("cure_newton_stochastic")(
