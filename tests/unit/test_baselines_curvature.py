@@ -377,6 +377,7 @@ def test_delete_erases_a_class_and_keeps_the_others():
     assert evaluate_accuracy(out, x[forget], y[forget]) < 0.1
     assert evaluate_accuracy(out, x[retain], y[retain]) > 0.95
     assert ctx.counters.grad_samples == 20 * len(forget) and not out.training
+    assert ctx.counters.fwd_samples == 20 * len(forget)  # the teacher's logits on the same samples
 
 
 # ----------------------------------------------------------------------------------------------------

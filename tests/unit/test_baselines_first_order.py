@@ -279,6 +279,7 @@ def test_scrub_four_steps_match_a_hand_sgd_momentum_rollout(linear_problem):
     torch.testing.assert_close(model.bias.detach(), b, rtol=1e-10, atol=1e-12)
     assert ctx.counters.grad_samples == 2 * (len(req.forget) + len(req.retain))
     assert ctx.info["teacher_samples"] == 2 * (len(req.forget) + len(req.retain))
+    assert ctx.counters.fwd_samples == ctx.info["teacher_samples"]  # teacher logits: forward passes
 
 
 def test_scrub_without_max_steps_is_distillation_plus_ce(linear_problem):
@@ -318,6 +319,7 @@ def test_bad_teacher_steps_match_hand_gradient(linear_problem, T, fraction, epoc
     torch.testing.assert_close(model.weight.detach(), W, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(model.bias.detach(), b, rtol=1e-10, atol=1e-12)
     assert ctx.counters.grad_samples == epochs * len(x)
+    assert ctx.counters.fwd_samples == 2 * epochs * len(x)  # competent and incompetent teacher
 
 
 def test_bad_teacher_uses_a_seeded_fraction_of_the_retain_set(linear_problem):

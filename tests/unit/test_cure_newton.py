@@ -42,6 +42,12 @@ def test_cubic_newton_reaches_the_retain_optimum_of_logistic_regression(mode, L)
     assert start_gap > 1e-2  # the deletion moves the optimum
     assert np.linalg.norm(w - target) < 1e-6 * max(1.0, np.linalg.norm(target))
     assert ctx.counters.hessians == 12
+    n_r = len(retain)
+    assert ctx.counters.grad_samples == 12 * n_r  # f(w) comes with each gradient
+    if mode == "fixed":  # every step accepted: no loss evaluation
+        assert ctx.counters.fwd_samples == 0
+    else:  # one forward pass over D_r per trial step, at least one per iteration
+        assert ctx.counters.fwd_samples >= 12 * n_r and ctx.counters.fwd_samples % n_r == 0
     assert ctx.info["lambda_min"] > 0  # strongly convex: H ⪰ WD·I
 
 
