@@ -32,8 +32,9 @@ not caught: keep η < 1/(‖H‖ + L‖Δ‖)).
 Measured (class protocol, 5 requests, seed 0): the paper's settings (10 rounds × 10 inner steps) leave the
 forgotten classes at 86 % (digits-mlp) / 98 % (mnist5k-mlp) accuracy (ToW 0.09 / 0.01; the paper reports
 0.99 on its FMNIST CNN). A few GD steps cannot reach the cubic step along directions of small curvature,
-which is where class information sits: on digits-mlp 50 × 100 steps give ToW 0.72 (forget 21 %) at about
-15× the cost of a retrain; on mnist5k-mlp η ≥ 0.03 diverges and η = 0.01 does not forget (ToW 0.06).
+which is where class information sits: on digits-mlp 50 × 100 steps give ToW 0.72 (forget 21 %) at 445
+epoch-equivalents per request, 10–15× a gold retrain's (42 on average over the 5 steps, 30 at the
+last); on mnist5k-mlp η ≥ 0.03 diverges and η = 0.01 does not forget (ToW 0.06).
 ``cure_newton_krylov`` solves the same subproblem exactly in a Krylov space and does not have this problem.
 """
 
