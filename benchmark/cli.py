@@ -45,6 +45,22 @@ def _each_suite(fn: Callable, label: str) -> Callable[[argparse.Namespace, Param
     return run
 
 
+def _memorize(run, args):  # noqa: ANN001
+    from benchmark.runner.memorization import estimate_memorization
+
+    out = estimate_memorization(run)
+    return f"{out['models']} models" if out.get("needed") else "not needed (no memorized protocol)"
+
+
+def _population(run, args):  # noqa: ANN001
+    from benchmark.runner.population import train_population
+
+    if run.suite.population is None:
+        return "no population configured"
+    counts = train_population(run)
+    return f"{counts['run']} members trained, {counts['cached']} reused"
+
+
 def _protocols(run, args):  # noqa: ANN001
     from benchmark.runner.prepare import write_protocols
 
@@ -72,9 +88,12 @@ def _unlearn(run, args):  # noqa: ANN001
 
 def _evaluate(run, args):  # noqa: ANN001
     from benchmark.runner.evaluate import write_results
+    from benchmark.runner.population import write_population_results
 
     df = write_results(run)
-    return f"{len(df)} rows -> {run.layout.results_path(run.suite.name)}"
+    pop = write_population_results(run)
+    extra = f"; {len(pop)} population rows" if pop is not None else ""
+    return f"{len(df)} rows -> {run.layout.results_path(run.suite.name)}{extra}"
 
 
 def cmd_leaderboard(args: argparse.Namespace, params: Params) -> None:
@@ -154,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("fetch", "Snapshot datasets into datasets/<name>/ (parquet + manifest with sha256).", cmd_fetch)
     p.add_argument("--dataset", help="one dataset from params.yaml (default: all)")
     add(
+        "memorize",
+        "Estimate per-example memorisation (models on random halves) for the memorized protocol.",
+        _each_suite(_memorize, "memorization"),
+        suite=True,
+    )
+    add(
         "protocols",
         "Write the K forget sets of every protocol and seed of a suite.",
         _each_suite(_protocols, "protocols"),
@@ -169,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         "gold",
         "Retrain gold models on D minus requests 1..k for every protocol, seed and step.",
         _each_suite(_gold, "gold"),
+        suite=True,
+    )
+    add(
+        "population",
+        "Train the populations (originals, retrains, unlearned models) for KLoM and the NeurIPS score.",
+        _each_suite(_population, "population"),
         suite=True,
     )
     p = add(

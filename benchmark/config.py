@@ -3,11 +3,14 @@
 Layout::
 
     datasets:   {NAME: {source, split_seed, test_fraction, max_train?, max_test?, hf_path?}}
-    protocols:  {NAME: {kind: random|class, requests, fraction? (random), classes_per_request? (class),
+    protocols:  {NAME: {kind: random|class|memorized|mislabeled, requests,
+                        fraction? (random, memorized: share of D per request), pool? (memorized),
+                        classes_per_request? (class), corrupt_fraction?, identified? (mislabeled),
                         seed? (forget sets shared by all model seeds; omitted: drawn per model seed)}}
     methods:    {NAME: {PARAM: [grid values]} | [{PARAM: [..]}, ..]}  # grid overrides; a list = union
     suites:     {NAME: {dataset, model: {arch, ...}, train: {epochs, batch_size, lr, weight_decay, optimizer},
-                        protocols: [..], seeds: [..], methods: [..], budget_s?}}
+                        protocols: [..], seeds: [..], methods: [..], budget_s?,
+                        memorization?: {models, seed}, population?: {models, seed, methods, protocols}}}
     cost:       {hvp_grad_ratio, fwd_grad_ratio}          # one HVP / one forward pass, in gradient passes
 """
 
@@ -28,7 +31,7 @@ class ConfigError(ValueError):
 
 
 ARCHS = ("logreg", "mlp", "cnn", "resnet18")
-PROTOCOL_KINDS = ("random", "class")
+PROTOCOL_KINDS = ("random", "class", "memorized", "mislabeled")
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -45,12 +48,51 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class ProtocolConfig:
+    """One sequential deletion protocol (see :mod:`benchmark.data.protocols` for each kind's rule)."""
+
     name: str
     kind: str
     requests: int
-    fraction: float | None = None
+    fraction: float | None = None  # random / memorized: share of D deleted per request
     classes_per_request: int = 1
     seed: int | None = None  # forget-set seed shared by every model seed; None: drawn per model seed
+    pool: float | None = None  # memorized: forget sets come from this share of D, most memorised first
+    corrupt_fraction: float | None = None  # mislabeled: share of D whose label is flipped before training
+    identified: float = 1.0  # mislabeled: share of the flipped samples that the K requests delete
+
+    @property
+    def corrupts_labels(self) -> bool:
+        """True when the protocol changes training labels (its originals are trained on them)."""
+        return self.kind == "mislabeled"
+
+    @property
+    def needs_memorization(self) -> bool:
+        return self.kind == "memorized"
+
+
+@dataclass(frozen=True)
+class MemorizationConfig:
+    """Feldman–Zhang memorisation estimate: ``models`` models trained on random halves of D."""
+
+    models: int = 32
+    seed: int = 1000
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    """Populations for the per-example distributional metrics (KLoM, NeurIPS-2023 score).
+
+    Per protocol, on one shared forget set (the protocol's ``seed``, else ``forget_seed``), at the final
+    request K: ``models`` originals and ``models`` gold retrains (the reference) plus ``models`` more retrains
+    (the ``retrain`` method: another retrain, the noise floor), and ``models`` unlearned models of each
+    method in ``methods`` (its first configuration in the grid), all with seeds ``seed``, ``seed`` + 1, ...
+    """
+
+    models: int
+    methods: tuple[str, ...]
+    protocols: tuple[str, ...]
+    seed: int = 10_000
+    forget_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +105,8 @@ class SuiteConfig:
     seeds: tuple[int, ...]
     methods: tuple[str, ...]
     budget_s: float | None = None
+    memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
+    population: PopulationConfig | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -151,31 +195,69 @@ def _dataset(name: str, d: dict[str, Any]) -> DatasetConfig:
     )
 
 
+def _fraction(d: dict[str, Any], k: str, key: str, default: float | None = None) -> float | None:
+    v = _typed(d, k, key, float, default)
+    if v is not None and not 0 < v < 1:
+        raise ConfigError(f"{key}.{k}: must be in (0, 1), got {v}")
+    return v
+
+
+_PROTOCOL_KEYS = {
+    "random": {"fraction"},
+    "class": {"classes_per_request"},
+    "memorized": {"fraction", "pool"},
+    "mislabeled": {"corrupt_fraction", "identified"},
+}
+
+
 def _protocol(name: str, d: dict[str, Any]) -> ProtocolConfig:
     key = f"protocols.{name}"
     d = _mapping(d, key)
-    _check_keys(d, key, {"kind", "requests", "fraction", "classes_per_request", "seed"}, {"kind", "requests"})
+    every = set().union(*_PROTOCOL_KEYS.values())
+    _check_keys(d, key, {"kind", "requests", "seed", *every}, {"kind", "requests"})
     kind = d["kind"]
     if kind not in PROTOCOL_KINDS:
         raise ConfigError(f"{key}.kind: unknown kind {kind!r}; known: {', '.join(PROTOCOL_KINDS)}")
+    for k in sorted(every - _PROTOCOL_KEYS[kind]):
+        if k in d:
+            allowed = sorted(_PROTOCOL_KEYS[kind])
+            raise ConfigError(f"{key}.{k}: not valid for kind {kind!r} (its keys: {allowed})")
     requests = _typed(d, "requests", key, int)
     if requests < 1:
         raise ConfigError(f"{key}.requests: must be >= 1, got {requests}")
-    fraction = _typed(d, "fraction", key, float)
-    if kind == "random":
+    fraction = _fraction(d, "fraction", key)
+    if kind in ("random", "memorized"):
         if fraction is None:
-            raise ConfigError(f"{key}.fraction: required for kind 'random'")
+            raise ConfigError(f"{key}.fraction: required for kind {kind!r}")
         if not 0 < fraction * requests < 1:
             raise ConfigError(f"{key}.fraction: requests x fraction must be in (0, 1), got {fraction}")
-    elif fraction is not None:
-        raise ConfigError(f"{key}.fraction: only valid for kind 'random'")
+    pool = _fraction(d, "pool", key)
+    if kind == "memorized":
+        assert fraction is not None
+        pool = pool if pool is not None else min(0.99, 2 * fraction * requests)
+        if pool < fraction * requests:
+            total = fraction * requests
+            raise ConfigError(f"{key}.pool: must be >= requests x fraction = {total:g}, got {pool}")
+    classes_per_request = _typed(d, "classes_per_request", key, int, 1)
+    if classes_per_request < 1:
+        raise ConfigError(f"{key}.classes_per_request: must be >= 1, got {classes_per_request}")
+    corrupt = _fraction(d, "corrupt_fraction", key)
+    identified = _typed(d, "identified", key, float, 1.0)
+    if kind == "mislabeled":
+        if corrupt is None:
+            raise ConfigError(f"{key}.corrupt_fraction: required for kind 'mislabeled'")
+        if not 0 < identified <= 1:
+            raise ConfigError(f"{key}.identified: must be in (0, 1], got {identified}")
     return ProtocolConfig(
         name=name,
         kind=kind,
         requests=requests,
         fraction=fraction,
-        classes_per_request=_typed(d, "classes_per_request", key, int, 1),
+        classes_per_request=classes_per_request,
         seed=_typed(d, "seed", key, int),
+        pool=pool,
+        corrupt_fraction=corrupt,
+        identified=identified,
     )
 
 
@@ -187,7 +269,8 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
     _check_keys(
         d,
         key,
-        {"dataset", "model", "train", "protocols", "seeds", "methods", "budget_s"},
+        {"dataset", "model", "train", "protocols", "seeds", "methods", "budget_s", "memorization",
+         "population"},
         {"dataset", "model", "train", "protocols", "seeds", "methods"},
     )
     if d["dataset"] not in params["datasets"]:
@@ -231,7 +314,21 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
             get_unlearner(m)
         except UnknownMethodError as exc:
             raise ConfigError(f"{key}.methods: {exc}") from None
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{key}.seeds: duplicate seeds in {seeds!r}")
+    if len(set(methods)) != len(methods):
+        raise ConfigError(f"{key}.methods: duplicate methods in {methods!r}")
     budget = _typed(d, "budget_s", key, float)
+    if budget is not None and budget <= 0:
+        raise ConfigError(f"{key}.budget_s: must be > 0, got {budget}")
+    mem = _mapping(d.get("memorization") or {}, f"{key}.memorization")
+    _check_keys(mem, f"{key}.memorization", {"models", "seed"})
+    memorization = MemorizationConfig(
+        models=_typed(mem, "models", f"{key}.memorization", int, 32),
+        seed=_typed(mem, "seed", f"{key}.memorization", int, 1000),
+    )
+    if memorization.models < 2:
+        raise ConfigError(f"{key}.memorization.models: must be >= 2, got {memorization.models}")
     return SuiteConfig(
         name=name,
         dataset=d["dataset"],
@@ -241,6 +338,34 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
         seeds=tuple(seeds),
         methods=tuple(methods),
         budget_s=budget,
+        memorization=memorization,
+        population=_population(d.get("population"), f"{key}.population", protocols, methods),
+    )
+
+
+def _population(d: Any, key: str, protocols: list[str], methods: list[str]) -> PopulationConfig | None:
+    if d is None:
+        return None
+    d = _mapping(d, key)
+    _check_keys(d, key, {"models", "seed", "forget_seed", "methods", "protocols"}, {"models", "methods"})
+    models = _typed(d, "models", key, int)
+    if models < 4:
+        raise ConfigError(f"{key}.models: must be >= 4 (a population), got {models}")
+    chosen = {}
+    for k, allowed in (("methods", methods), ("protocols", protocols)):
+        values = d.get(k, protocols if k == "protocols" else None)
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{key}.{k}: expected a non-empty list")
+        for v in values:
+            if v not in allowed:
+                raise ConfigError(f"{key}.{k}: {v!r} is not in the suite's {k} {allowed}")
+        chosen[k] = tuple(values)
+    return PopulationConfig(
+        models=models,
+        methods=chosen["methods"],
+        protocols=chosen["protocols"],
+        seed=_typed(d, "seed", key, int, 10_000),
+        forget_seed=_typed(d, "forget_seed", key, int, 0),
     )
 
 

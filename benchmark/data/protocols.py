@@ -2,6 +2,16 @@
 
 * ``random``: request k deletes ``round(fraction * N)`` samples drawn uniformly from what is still there.
 * ``class``: request k deletes every sample of ``classes_per_request`` classes (distinct across requests).
+* ``memorized``: request k deletes ``round(fraction * N)`` samples drawn uniformly, without replacement, from
+  the ``round(pool * N)`` training samples with the highest memorisation score (Feldman & Zhang 2020,
+  estimated by :mod:`benchmark.runner.memorization`). A random 1 % of a model that generalises is
+  "forgotten" by doing nothing; the most memorised examples are where doing nothing is far from retraining
+  (Zhao et al. 2024, "What makes unlearning hard and what to do about it").
+* ``mislabeled`` (corrective unlearning, Goel et al. 2024, "Corrective Machine Unlearning"): a seeded
+  ``corrupt_fraction`` of the training labels is flipped to a uniformly drawn *other* class before the
+  original is trained; the K requests delete ``identified`` of those samples (all of them by default), in
+  K near-equal parts. The gold model of step k is trained without them; the evaluation also reports
+  accuracy on the deleted samples' true labels.
 
 Request k is applied to the output of request k-1 and judged against the gold model retrained on
 D minus requests 1..k.
@@ -21,10 +31,50 @@ class ProtocolError(ValueError):
     """A protocol that cannot be built on the given data (e.g. more classes requested than exist)."""
 
 
-def make_requests(config: ProtocolConfig, labels: np.ndarray, seed: int) -> list[np.ndarray]:
-    """Return K disjoint, sorted int64 index arrays into the training set."""
+def corrupt_labels(
+    config: ProtocolConfig, labels: np.ndarray, seed: int, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``mislabeled``: the flipped samples (sorted int64 indices) and their new labels (≠ the true ones)."""
+    if config.corrupt_fraction is None:
+        raise ProtocolError(f"protocols.{config.name}: kind {config.kind!r} flips no labels")
+    labels = np.asarray(labels, dtype=np.int64)
+    rng = np.random.default_rng([seed, _stable_id(config.name), 1])
+    n_bad = max(config.requests, round(config.corrupt_fraction * len(labels)))
+    idx = np.sort(rng.choice(len(labels), size=n_bad, replace=False)).astype(np.int64)
+    new = (labels[idx] + rng.integers(1, num_classes, size=n_bad)) % num_classes
+    return idx, new.astype(np.int64)
+
+
+def make_requests(
+    config: ProtocolConfig,
+    labels: np.ndarray,
+    seed: int,
+    *,
+    memorization: np.ndarray | None = None,
+    num_classes: int | None = None,
+) -> list[np.ndarray]:
+    """Return K disjoint, sorted int64 index arrays into the training set.
+
+    ``memorization`` (one score per training sample) is required by ``memorized``; ``num_classes`` by
+    ``mislabeled`` (default: ``labels.max() + 1``).
+    """
     labels = np.asarray(labels)
     rng = np.random.default_rng([seed, _stable_id(config.name)])
+    if config.kind == "memorized":
+        if memorization is None or len(memorization) != len(labels):
+            raise ProtocolError(f"protocols.{config.name}: needs a memorisation score per training sample")
+        assert config.fraction is not None and config.pool is not None
+        size = max(1, round(config.fraction * len(labels)))
+        pool_n = max(size * config.requests, round(config.pool * len(labels)))
+        ranked = np.argsort(-np.asarray(memorization, dtype=float), kind="stable")[:pool_n]
+        chosen = rng.permutation(ranked)[: size * config.requests]
+        return [np.sort(chosen[k * size : (k + 1) * size]).astype(np.int64) for k in range(config.requests)]
+    if config.kind == "mislabeled":
+        classes = int(num_classes if num_classes is not None else labels.max() + 1)
+        bad, _ = corrupt_labels(config, labels, seed, classes)
+        n_id = max(config.requests, round(config.identified * len(bad)))
+        deleted = rng.permutation(bad)[:n_id]
+        return [np.sort(part).astype(np.int64) for part in np.array_split(deleted, config.requests)]
     if config.kind == "random":
         assert config.fraction is not None
         size = max(1, round(config.fraction * len(labels)))
@@ -56,18 +106,26 @@ def retain_indices(n: int, requests: list[np.ndarray], step: int) -> np.ndarray:
     return np.flatnonzero(mask).astype(np.int64)
 
 
-def protocol_path(out_dir: Path, protocol: str, seed: int) -> Path:
-    return Path(out_dir) / f"{protocol}_seed{seed}.json"
+def protocol_path(out_dir: Path, protocol: str, seed: int | str) -> Path:
+    """The forget sets of model seed ``seed`` (an int), or of the population (``"pop"``)."""
+    name = f"{protocol}_seed{seed}.json" if isinstance(seed, int) else f"{protocol}_{seed}.json"
+    return Path(out_dir) / name
 
 
 def save_requests(
-    path: Path, requests: list[np.ndarray], config: ProtocolConfig, seed: int, labels: np.ndarray
+    path: Path,
+    requests: list[np.ndarray],
+    config: ProtocolConfig,
+    seed: int,
+    labels: np.ndarray,
+    *,
+    corrupted: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """Write the forget sets (and the classes they cover) as JSON, atomically."""
-    payload = {
+    """Write the forget sets (and the classes they cover; the flipped labels of ``mislabeled``) as JSON."""
+    payload: dict = {
         "protocol": config.name,
         "kind": config.kind,
-        "seed": seed,
+        "forget_seed": seed,
         "n_train": len(labels),
         "requests": [
             {"step": k + 1, "indices": r.tolist(), "classes": sorted({int(c) for c in labels[r]})}
@@ -76,6 +134,8 @@ def save_requests(
             for k, r in enumerate(requests)
         ],
     }
+    if corrupted is not None:
+        payload["corrupted"] = {"indices": corrupted[0].tolist(), "labels": corrupted[1].tolist()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload))
@@ -87,3 +147,12 @@ def load_requests(path: Path) -> list[np.ndarray]:
         raise FileNotFoundError(f"{path}: forget sets missing; run `unlearn-bench protocols` first")
     payload = json.loads(Path(path).read_text())
     return [np.asarray(r["indices"], dtype=np.int64) for r in payload["requests"]]
+
+
+def load_corruption(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The flipped samples and their training labels of a ``mislabeled`` protocol file, else None."""
+    payload = json.loads(Path(path).read_text())
+    bad = payload.get("corrupted")
+    if bad is None:
+        return None
+    return np.asarray(bad["indices"], dtype=np.int64), np.asarray(bad["labels"], dtype=np.int64)

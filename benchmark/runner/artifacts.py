@@ -72,8 +72,22 @@ class Layout:
     def protocols_dir(self, suite: str) -> Path:
         return self.suite_dir(suite) / "protocols"
 
-    def original_path(self, suite: str, seed: int) -> Path:
-        return self.suite_dir(suite) / "originals" / f"seed{seed}.pt"
+    def original_path(self, suite: str, seed: int, variant: str | None = None) -> Path:
+        """``variant``: a label-corrupting protocol whose originals train on its flipped labels."""
+        base = self.suite_dir(suite) / "originals"
+        return (base / variant if variant else base) / f"seed{seed}.pt"
+
+    def memorization_path(self, suite: str) -> Path:
+        return self.suite_dir(suite) / "memorization" / "scores.json"
+
+    def population_dir(self, suite: str) -> Path:
+        return self.suite_dir(suite) / "population"
+
+    def population_results_path(self, suite: str) -> Path:
+        return self.root / "results" / f"{suite}_population.csv"
+
+    def population_examples_path(self, suite: str) -> Path:
+        return self.root / "results" / f"{suite}_population_examples.csv"
 
     def gold_path(self, suite: str, protocol: str, seed: int, step: int) -> Path:
         return self.suite_dir(suite) / "gold" / protocol / f"seed{seed}" / f"step{step}.pt"

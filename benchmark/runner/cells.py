@@ -55,7 +55,7 @@ def expand_cells(run: SuiteRun) -> list[Cell]:
 
 def cell_key(run: SuiteRun, cell: Cell) -> str:
     cls = get_unlearner(cell.method)
-    orig = run.layout.original_path(run.suite.name, cell.seed)
+    orig = run.original_path(cell.seed, cell.protocol)
     return stable_hash(
         {
             "code": cls.code_hash(),
@@ -122,7 +122,7 @@ def run_cell(run: SuiteRun, cell: Cell, key: str) -> dict[str, Any]:
         budget_s=run.suite.budget_s,
     )
     model = run.make_model(cell.seed)
-    load_state(run.layout.original_path(run.suite.name, cell.seed), model)
+    load_state(run.original_path(cell.seed, cell.protocol), model)
     rows: list[dict[str, Any]] = []
     for step in steps:
         if rows and rows[-1]["status"] != "ok":

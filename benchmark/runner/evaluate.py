@@ -32,15 +32,13 @@ confidence under a Gaussian fitted to the admissible gold models (offline fixed-
 Carlini et al. 2022; variance pooled over test examples of the same class status, else over all; needs
 ``lira_min_gold`` = 3 gold seeds, else NaN); ``lira_member_frac``: fraction of F with z > 1.645.
 
-**Population of unlearned models** (NeurIPS 2023 competition score, Triantafillou et al. 2024):
-``neurips_score`` (utility-adjusted) and ``neurips_f`` (forgetting quality F) of a params_id at step k,
-from the per-example outputs of its cells of all seeds against the gold models of the same seeds:
-an example enters if at least ``neurips_min_models`` (3) seeds' forget sets contain it
-(``neurips_n_examples`` examples, ``neurips_n_models`` = median models per example). The value is
-a property of the params_id × protocol × step, repeated on each of its ``ok`` rows; the leaderboard
-shows it once, without a CI. With 3 models per side it is a **low-precision** estimate (the
-competition used 512); NaN when no example is covered by enough seeds (e.g. the default ``random``
-protocol, whose per-seed forget sets rarely overlap).
+**Labels.** Models of a ``mislabeled`` protocol train on flipped labels; every accuracy, loss and
+confidence above uses the labels the models were trained on, and ``acc_forget_true`` /
+``gold_acc_forget_true`` give the accuracy on the deleted samples' *true* labels (corrective unlearning:
+did the damage go?). They are NaN for the other protocols.
+
+Per-example distributional metrics over populations of models (KLoM, the NeurIPS-2023 score) are not
+per-cell values: see :mod:`benchmark.runner.population` (``results/<suite>_population.csv``).
 
 **Relearn time** (Golatkar et al. 2020), only at the final request K (cost): ``relearn_steps``
 of fine-tuning on F (recipe optimiser and lr, batch 32) until forget accuracy reaches the original
@@ -86,7 +84,6 @@ from benchmark.metrics import (
     tow,
     true_class_prob,
 )
-from benchmark.metrics.population import example_epsilon, forgetting_quality, utility_factor
 from benchmark.runner.artifacts import load_state, read_json
 from benchmark.runner.cells import Cell, cell_dir, cell_key, expand_cells
 from benchmark.runner.suite import SuiteRun
@@ -108,6 +105,8 @@ COLUMNS = [
     "gold_acc_forget",
     "gold_acc_retain",
     "gold_acc_test",
+    "acc_forget_true",
+    "gold_acc_forget_true",
     "gap_forget",
     "gap_retain",
     "gap_test",
@@ -141,10 +140,6 @@ COLUMNS = [
     "gold_mia_efficacy",
     "lira_z_forget",
     "lira_member_frac",
-    "neurips_score",
-    "neurips_f",
-    "neurips_n_examples",
-    "neurips_n_models",
     "relearn_steps",
     "relearn_capped",
     "gold_relearn_steps",
@@ -183,7 +178,6 @@ class EvalConfig:
 
     mia_max_per_side: int = 500  # SVC attack: at most this many retain and test examples each
     lira_min_gold: int = 3  # LiRA needs at least this many gold seeds
-    neurips_min_models: int = 3  # NeurIPS score: models per side per example
     relearn: bool = True
     relearn_max_steps: int = 100
     relearn_batch_size: int = 32
@@ -207,6 +201,9 @@ class _Split:
     retain: np.ndarray
     in_forget: np.ndarray  # (n_train,) bool
     class_gone: np.ndarray  # (C,) bool: no retained example of the class
+    y: np.ndarray  # (n_train,) the labels the models of this protocol and seed trained on
+    y_t: torch.Tensor  # the same, as a tensor
+    y_true: np.ndarray | None  # (n_train,) the true labels when ``y`` has flipped ones, else None
 
 
 def _nanmean(x: np.ndarray) -> float:
@@ -238,8 +235,11 @@ class _Evaluator:
         retain = req.retain.indices.numpy().astype(np.int64)
         in_forget = np.zeros(len(self.y_train), dtype=bool)
         in_forget[forget] = True
-        kept = np.bincount(self.y_train[retain], minlength=self.num_classes) > 0
-        return _Split(forget, retain, in_forget, ~kept)
+        y_t = self.run.train_labels(protocol, seed).long()
+        y = y_t.numpy()
+        kept = np.bincount(y[retain], minlength=self.num_classes) > 0
+        flipped = self.run.corruption(protocol, seed) is not None
+        return _Split(forget, retain, in_forget, ~kept, y, y_t, self.y_train if flipped else None)
 
     def gold_path(self, protocol: str, seed: int, step: int) -> Path:
         return self.run.layout.gold_path(self.run.suite.name, protocol, seed, step)
@@ -257,13 +257,11 @@ class _Evaluator:
             "acc": self.accuracies(preds, sp),
             "meta": read_json(path.with_suffix(".json")),
             "mia": self.mia(preds, sp, seed, step),
-            "loss_train": per_example_loss(preds.train, self.y_train),
         }
 
     @functools.cache  # noqa: B019
-    def original(self, seed: int) -> torch.nn.Module:
-        path = self.run.layout.original_path(self.run.suite.name, seed)
-        return load_state(path, self.run.make_model(seed))
+    def original(self, seed: int, protocol: str) -> torch.nn.Module:
+        return load_state(self.run.original_path(seed, protocol), self.run.make_model(seed))
 
     @functools.cache  # noqa: B019
     def population(self, protocol: str, step: int) -> dict[str, Any]:
@@ -274,7 +272,7 @@ class _Evaluator:
         return {
             "train": train,
             "test": test,
-            "phi_train": np.stack([logit_confidence(p, self.y_train) for p in train]),
+            "phi_train": np.stack([logit_confidence(p, sp.y) for p, sp in zip(train, splits, strict=True)]),
             "phi_test": np.stack([logit_confidence(p, self.y_test) for p in test]),
             "in_forget": np.stack([sp.in_forget for sp in splits]),
             "class_gone": np.stack([sp.class_gone for sp in splits]),
@@ -288,7 +286,7 @@ class _Evaluator:
         sp = self.split(protocol, seed, step)
         i = self.seeds.index(seed)
         gone = pop["class_gone"]  # (M, C)
-        yf, yt = self.y_train[sp.forget], self.y_test
+        yf, yt = sp.y[sp.forget], self.y_test
         mask_f = pop["in_forget"][:, sp.forget] & (gone[:, yf] == gone[i, yf][None, :])
         mask_t = gone[:, yt] == gone[i, yt][None, :]
         p_f, p_t = pop["train"][:, sp.forget], pop["test"]
@@ -314,17 +312,21 @@ class _Evaluator:
 
     # --- metrics of one model ---------------------------------------------------------------------------
     def accuracies(self, preds: _Preds, sp: _Split) -> dict[str, float]:
-        return {
-            "forget": accuracy_from_probs(preds.train[sp.forget], self.y_train_t[sp.forget]),
-            "retain": accuracy_from_probs(preds.train[sp.retain], self.y_train_t[sp.retain]),
+        out = {
+            "forget": accuracy_from_probs(preds.train[sp.forget], sp.y_t[sp.forget]),
+            "retain": accuracy_from_probs(preds.train[sp.retain], sp.y_t[sp.retain]),
             "test": accuracy_from_probs(preds.test, self.y_test_t),
+            "forget_true": math.nan,
         }
+        if sp.y_true is not None:
+            out["forget_true"] = accuracy_from_probs(preds.train[sp.forget], self.y_train_t[sp.forget])
+        return out
 
     def mia(self, preds: _Preds, sp: _Split, seed: int, step: int) -> dict[str, float]:
-        loss_f = per_example_loss(preds.train[sp.forget], self.y_train[sp.forget])
+        loss_f = per_example_loss(preds.train[sp.forget], sp.y[sp.forget])
         loss_t = per_example_loss(preds.test, self.y_test)
         auc, bacc = loss_threshold_attack(loss_f, loss_t)
-        conf = true_class_prob(preds.train, self.y_train)
+        conf = true_class_prob(preds.train, sp.y)
         efficacy = svc_mia_efficacy(
             conf[sp.retain],
             true_class_prob(preds.test, self.y_test),
@@ -348,6 +350,7 @@ class _Evaluator:
             "acc_forget": acc["forget"],
             "acc_retain": acc["retain"],
             "acc_test": acc["test"],
+            "acc_forget_true": acc["forget_true"],
             "gap_forget": abs(acc["forget"] - gacc["forget"]),
             "gap_retain": abs(acc["retain"] - gacc["retain"]),
             "gap_test": abs(acc["test"] - gacc["test"]),
@@ -382,13 +385,12 @@ class _Evaluator:
         out["gold_mia_efficacy"] = g["mia"]["mia_efficacy"]
         if len(self.seeds) >= self.cfg.lira_min_gold and len(sp.forget):
             phi_gold, sigma = ref["lira"]
-            z = lira_z_scores(logit_confidence(pf, self.y_train[sp.forget]), phi_gold, ref["mask_f"], sigma)
+            z = lira_z_scores(logit_confidence(pf, sp.y[sp.forget]), phi_gold, ref["mask_f"], sigma)
             out["lira_z_forget"] = _nanmean(z)
             finite = z[np.isfinite(z)]
             out["lira_member_frac"] = float((finite > LIRA_Z_95).mean()) if finite.size else math.nan
         else:
             out["lira_z_forget"] = out["lira_member_frac"] = math.nan
-        out["_loss_train"] = per_example_loss(preds.train, self.y_train)
         return out
 
     # --- relearn time --------------------------------------------------------------------------------
@@ -400,60 +402,30 @@ class _Evaluator:
             idx = np.sort(rng.choice(idx, size=self.cfg.relearn_eval_size, replace=False))
         idx_t = torch.as_tensor(idx)
         target = accuracy_from_probs(
-            predict_proba(self.original(seed), self.x_train[idx_t]), self.y_train_t[idx_t]
+            predict_proba(self.original(seed, protocol), self.x_train[idx_t]), sp.y_t[idx_t]
         )
         return idx_t, target
 
     def relearn(self, model: torch.nn.Module, protocol: str, seed: int, step: int) -> tuple[int, bool]:
         idx_eval, target = self._relearn_eval(protocol, seed, step)
-        f = torch.as_tensor(self.split(protocol, seed, step).forget)
+        sp = self.split(protocol, seed, step)
+        f = torch.as_tensor(sp.forget)
         return relearn_time(
             model,
             self.x_train[f],
-            self.y_train_t[f],
+            sp.y_t[f],
             self.run.suite.recipe,
             target,
             seed=seed,
             batch_size=self.cfg.relearn_batch_size,
             max_steps=self.cfg.relearn_max_steps,
             eval_x=self.x_train[idx_eval],
-            eval_y=self.y_train_t[idx_eval],
+            eval_y=sp.y_t[idx_eval],
         )
 
     @functools.cache  # noqa: B019
     def gold_relearn(self, protocol: str, seed: int, step: int) -> tuple[int, bool]:
         return self.relearn(self.gold_model(protocol, seed, step), protocol, seed, step)
-
-    # --- NeurIPS competition score over the seeds of one params_id -----------------------------------------
-    def neurips(self, protocol: str, step: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """``rows``: the ok rows of one (protocol, params_id, step), one per seed, with ``_loss_train``."""
-        nan = {"neurips_score": math.nan, "neurips_f": math.nan, "neurips_n_examples": 0,
-               "neurips_n_models": math.nan}  # fmt: skip
-        if len(rows) < self.cfg.neurips_min_models:
-            return nan
-        seeds = [r["seed"] for r in rows]
-        in_f = np.stack([self.split(protocol, s, step).in_forget for s in seeds])  # (S, n_train)
-        counts = in_f.sum(axis=0)
-        use = np.flatnonzero(counts >= self.cfg.neurips_min_models)
-        if use.size == 0:
-            return nan
-        lu = np.stack([r["_loss_train"] for r in rows])
-        lr = np.stack([self.gold(protocol, s, step)["loss_train"] for s in seeds])
-        patterns, inverse = np.unique(in_f[:, use].T, axis=0, return_inverse=True)
-        eps = np.empty(use.size)
-        for k, pat in enumerate(patterns):  # examples forgotten by the same seeds: one vectorised call
-            cols = use[inverse.reshape(-1) == k]
-            eps[inverse.reshape(-1) == k] = example_epsilon(lu[pat][:, cols], lr[pat][:, cols])
-        f = forgetting_quality(eps)
-        golds = [self.gold(protocol, s, step)["acc"] for s in seeds]
-        utility = utility_factor(
-            float(np.mean([r["acc_retain"] for r in rows])),
-            float(np.mean([g["retain"] for g in golds])),
-            float(np.mean([r["acc_test"] for r in rows])),
-            float(np.mean([g["test"] for g in golds])),
-        )
-        return {"neurips_score": f * utility, "neurips_f": f, "neurips_n_examples": int(use.size),
-                "neurips_n_models": float(np.median(counts[use]))}  # fmt: skip
 
 
 def _mean(d: torch.Tensor) -> float:
@@ -500,6 +472,7 @@ def evaluate_suite(run: SuiteRun, config: EvalConfig | None = None) -> pd.DataFr
                 gold_acc_forget=g["acc"]["forget"],
                 gold_acc_retain=g["acc"]["retain"],
                 gold_acc_test=g["acc"]["test"],
+                gold_acc_forget_true=g["acc"]["forget_true"],
                 gold_wall_s=g["meta"]["wall_s"],
                 gold_epochs_equiv=g["meta"]["epochs_equiv"],
                 n_forget=len(sp.forget),
@@ -514,17 +487,6 @@ def evaluate_suite(run: SuiteRun, config: EvalConfig | None = None) -> pd.DataFr
                     steps, capped = ev.gold_relearn(cell.protocol, cell.seed, step)
                     row["gold_relearn_steps"], row["gold_relearn_capped"] = float(steps), float(capped)
             rows.append(row)
-
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    for row in rows:
-        if row["status"] == "ok":
-            groups.setdefault((row["protocol"], row["params_id"], row["step"]), []).append(row)
-    for (protocol, _, step), members in groups.items():
-        score = ev.neurips(protocol, step, members)
-        for row in members:
-            row.update(score)
-    for row in rows:
-        row.pop("_loss_train", None)
 
     df = pd.DataFrame(rows)
     for col in COLUMNS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.config import Params
-from benchmark.data.protocols import make_requests, protocol_path, save_requests
+from benchmark.data.protocols import corrupt_labels, make_requests, save_requests
 from benchmark.data.snapshot import write_snapshot
 from benchmark.data.sources import load_source
 from benchmark.runner.artifacts import Layout
@@ -27,18 +27,34 @@ def fetch_dataset(params: Params, name: str, layout: Layout) -> dict:
 
 
 def write_protocols(run: SuiteRun) -> list[Path]:
-    """One JSON of K forget sets per (protocol, model seed) of the suite.
+    """One JSON of K forget sets per (protocol, model seed) of the suite, plus the population's.
 
     With ``protocols.<name>.seed`` set, every model seed gets the same forget sets, so the gold models of
-    all seeds form a population of retrains on the same data (needed by the population metrics).
+    all seeds form a population of retrains on the same data. Without it each model seed draws its own
+    (forget seed = model seed), so the seeds sample variation over forget sets as well as over models.
+    The population (``suites.<name>.population``) always uses one shared forget set per protocol
+    (``<protocol>_pop.json``): the protocol's ``seed`` if set, else the population's ``forget_seed``.
     """
+    from benchmark.runner.memorization import load_memorization
+    from benchmark.runner.suite import POP
+
     labels = run.snapshot.y_train.numpy()
+    classes = run.snapshot.num_classes
+    needs_memo = any(run.protocol(p).needs_memorization for p in run.suite.protocols)
+    memo = load_memorization(run) if needs_memo else None
+    pop = run.suite.population
     written = []
     for name in run.suite.protocols:
         cfg = run.protocol(name)
-        for seed in run.suite.seeds:
-            path = protocol_path(run.layout.protocols_dir(run.suite.name), name, seed)
-            forget_seed = seed if cfg.seed is None else cfg.seed
-            save_requests(path, make_requests(cfg, labels, forget_seed), cfg, seed, labels)
+        jobs: list[tuple[int | str, int]] = [
+            (s, s if cfg.seed is None else cfg.seed) for s in run.suite.seeds
+        ]
+        if pop is not None and name in pop.protocols:
+            jobs.append((POP, pop.forget_seed if cfg.seed is None else cfg.seed))
+        for fid, forget_seed in jobs:
+            path = run.protocol_file(name, fid)
+            reqs = make_requests(cfg, labels, forget_seed, memorization=memo, num_classes=classes)
+            bad = corrupt_labels(cfg, labels, forget_seed, classes) if cfg.corrupts_labels else None
+            save_requests(path, reqs, cfg, forget_seed, labels, corrupted=bad)
             written.append(path)
     return written

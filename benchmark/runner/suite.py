@@ -12,11 +12,14 @@ import torch
 from torch import nn
 
 from benchmark.config import Params, ProtocolConfig, SuiteConfig
-from benchmark.data.protocols import cumulative, load_requests, protocol_path, retain_indices
+from benchmark.data.protocols import cumulative, load_corruption, load_requests, protocol_path, retain_indices
 from benchmark.data.snapshot import Snapshot, load_snapshot
 from benchmark.models.zoo import build_model, count_parameters
 from benchmark.runner.artifacts import Layout, stable_hash
 from benchmark.unlearners.base import DataView, Request
+
+POP = "pop"  # forget-set id of the population (one shared forget set per protocol)
+ForgetId = int | str  # a model seed (its own forget sets) or POP
 
 
 @dataclass(eq=False)  # hashed by identity: per-instance caches below
@@ -49,16 +52,38 @@ class SuiteRun:
         files = self.snapshot.manifest["files"]
         return stable_hash({k: v["sha256"] for k, v in sorted(files.items())})
 
-    def original_key(self, seed: int) -> str:
-        return stable_hash(
-            {"data": self.data_key, "model": self.suite.model, "train": vars(self.suite.recipe), "seed": seed}
-        )
+    def variant(self, protocol: str | None) -> str | None:
+        """The protocol name when its originals train on flipped labels (``mislabeled``), else None."""
+        return protocol if protocol is not None and self.protocol(protocol).corrupts_labels else None
 
-    def gold_key(self, protocol: str, seed: int, step: int) -> str:
-        idx = self.requests(protocol, seed)
+    def original_key(self, seed: int, protocol: str | None = None, fid: ForgetId | None = None) -> str:
+        key: dict[str, object] = {
+            "data": self.data_key, "model": self.suite.model, "train": vars(self.suite.recipe), "seed": seed
+        }
+        bad = self.corruption(protocol, seed if fid is None else fid) if self.variant(protocol) else None
+        if bad is not None:
+            key["labels"] = stable_hash([bad[0].tolist(), bad[1].tolist()])
+        return stable_hash(key)
+
+    def original_path(self, seed: int, protocol: str | None = None) -> Path:
+        return self.layout.original_path(self.suite.name, seed, self.variant(protocol))
+
+    def original_jobs(self) -> list[tuple[str | None, int]]:
+        """(variant, seed) of every original: clean ones, plus one per label-corrupting protocol and seed."""
+        jobs: list[tuple[str | None, int]] = []
+        if any(self.variant(p) is None for p in self.suite.protocols):
+            jobs += [(None, seed) for seed in self.suite.seeds]
+        for p in self.suite.protocols:
+            if self.variant(p):
+                jobs += [(p, seed) for seed in self.suite.seeds]
+        return jobs
+
+    def gold_key(self, protocol: str, seed: int, step: int, fid: ForgetId | None = None) -> str:
+        fid = seed if fid is None else fid
+        idx = self.requests(protocol, fid)
         return stable_hash(
             {
-                "original": self.original_key(seed),
+                "original": self.original_key(seed, protocol, fid),
                 "protocol": protocol,
                 "step": step,
                 "forget": stable_hash(cumulative(idx, step).tolist()),
@@ -69,21 +94,45 @@ class SuiteRun:
     def protocol(self, name: str) -> ProtocolConfig:
         return self.params.protocols[name]
 
+    def protocol_file(self, protocol: str, fid: ForgetId) -> Path:
+        return protocol_path(self.layout.protocols_dir(self.suite.name), protocol, fid)
+
     @functools.cache  # noqa: B019  (one SuiteRun per stage invocation)
-    def requests(self, protocol: str, seed: int) -> list[np.ndarray]:
-        return load_requests(protocol_path(self.layout.protocols_dir(self.suite.name), protocol, seed))
+    def requests(self, protocol: str, fid: ForgetId) -> list[np.ndarray]:
+        return load_requests(self.protocol_file(protocol, fid))
 
-    def view(self, indices: np.ndarray) -> DataView:
+    @functools.cache  # noqa: B019
+    def corruption(self, protocol: str | None, fid: ForgetId) -> tuple[np.ndarray, np.ndarray] | None:
+        """The flipped samples and their training labels (``mislabeled``), else None."""
+        if self.variant(protocol) is None:
+            return None
+        assert protocol is not None
+        return load_corruption(self.protocol_file(protocol, fid))
+
+    @functools.cache  # noqa: B019
+    def train_labels(self, protocol: str | None, fid: ForgetId) -> torch.Tensor:
+        """The training labels models of this protocol and forget id train on (flipped ones included)."""
+        y = self.snapshot.y_train
+        bad = self.corruption(protocol, fid)
+        if bad is None:
+            return y
+        y = y.clone()
+        y[torch.as_tensor(bad[0])] = torch.as_tensor(bad[1])
+        return y
+
+    def view(self, indices: np.ndarray, labels: torch.Tensor | None = None) -> DataView:
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return DataView(self.snapshot.x_train[idx], self.snapshot.y_train[idx], idx)
+        y = self.snapshot.y_train if labels is None else labels
+        return DataView(self.snapshot.x_train[idx], y[idx], idx)
 
-    def request(self, protocol: str, seed: int, step: int) -> Request:
-        reqs = self.requests(protocol, seed)
+    def request(self, protocol: str, fid: ForgetId, step: int) -> Request:
+        reqs = self.requests(protocol, fid)
+        y = self.train_labels(protocol, fid)
         return Request(
             step=step,
-            forget=self.view(reqs[step - 1]),
-            forget_all=self.view(cumulative(reqs, step)),
-            retain=self.view(retain_indices(self.n_train, reqs, step)),
+            forget=self.view(reqs[step - 1], y),
+            forget_all=self.view(cumulative(reqs, step), y),
+            retain=self.view(retain_indices(self.n_train, reqs, step), y),
             num_classes=self.snapshot.num_classes,
         )
 

@@ -22,17 +22,17 @@ def _is_done(model_path: Path, key: str) -> bool:
 
 
 def train_originals(run: SuiteRun) -> int:
-    """Train one original model per seed on the full training set. Returns how many were trained."""
+    """Train one original model per seed on the full training set (and one per seed on the flipped labels
+    of each ``mislabeled`` protocol). Returns how many were trained."""
     s, snap = run.suite, run.snapshot
     trained = 0
-    for seed in tqdm(s.seeds, desc=f"{s.name}: originals", unit="model", disable=None):
-        path, key = run.layout.original_path(s.name, seed), run.original_key(seed)
+    for variant, seed in tqdm(run.original_jobs(), desc=f"{s.name}: originals", unit="model", disable=None):
+        path, key = run.original_path(seed, variant), run.original_key(seed, variant)
         if _is_done(path, key):
             continue
+        y = run.train_labels(variant, seed)
         t0 = time.perf_counter()
-        model = train_model(
-            run.make_model(seed), snap.x_train, snap.y_train, s.recipe, seed, desc=f"seed {seed}"
-        )
+        model = train_model(run.make_model(seed), snap.x_train, y, s.recipe, seed, desc=f"seed {seed}")
         wall = time.perf_counter() - t0
         save_state(path, model)
         write_json(
@@ -40,9 +40,10 @@ def train_originals(run: SuiteRun) -> int:
             {
                 "key": key,
                 "seed": seed,
+                "variant": variant,
                 "wall_s": wall,
                 "n_params": run.n_params,
-                "train_acc": evaluate_accuracy(model, snap.x_train, snap.y_train),
+                "train_acc": evaluate_accuracy(model, snap.x_train, y),
                 "test_acc": evaluate_accuracy(model, snap.x_test, snap.y_test),
             },
         )

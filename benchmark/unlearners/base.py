@@ -14,6 +14,7 @@ for request k-1. It never sees test data.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import inspect
@@ -275,17 +276,36 @@ def _benchmark_dependencies(module: types.ModuleType) -> list[str]:
     return sorted(seen)
 
 
+def code_fingerprint(source: bytes) -> bytes:
+    """The code of a Python source without its prose: the AST with every docstring removed, dumped without
+    line numbers (comments never reach the AST). Editing a docstring or a comment, or re-wrapping lines,
+    leaves it unchanged; any change to what runs changes it. A file that does not parse is used as is."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):  # fmt: skip
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False).encode()
+
+
 def _code_hash(cls: type) -> str:
     """Built-ins: the method's file plus every ``benchmark`` module it uses, transitively (a change in a
     shared helper such as ``benchmark.curvature`` re-runs the methods that use it, and only those).
-    Installed plugins: the defining file, the distribution's version and its RECORD."""
+    Installed plugins: the defining file, the distribution's version and its RECORD.
+    Files are hashed by :func:`code_fingerprint`: docstrings and comments do not count, so documentation
+    edits re-run no cell."""
     module = inspect.getmodule(cls)
     path = Path(inspect.getfile(cls))
-    digest = hashlib.sha256(path.read_bytes())
+    digest = hashlib.sha256(code_fingerprint(path.read_bytes()))
     if module is not None and module.__name__.startswith("benchmark."):
         for dep in _benchmark_dependencies(module):
             digest.update(dep.encode())
-            digest.update(Path(sys.modules[dep].__file__ or "").read_bytes())
+            digest.update(code_fingerprint(Path(sys.modules[dep].__file__ or "").read_bytes()))
     elif module is not None:
         try:  # installed plugin: fold in the distribution's version and RECORD
             dist_name = metadata.packages_distributions().get(module.__name__.split(".")[0], [None])[0]

@@ -49,6 +49,39 @@ def test_default_params_are_valid(raw):
         (lambda r: r["methods"].update(cure_newton_krylov=[]), "methods.cure_newton_krylov"),
         (lambda r: r["methods"].update(cure_newton_krylov=[{"kk": [1]}]), "methods.cure_newton_krylov[0].kk"),
         (lambda r: r.update(extra=1), "params.extra"),
+        (lambda r: r["protocols"].update(m={"kind": "memorized", "requests": 5}), "protocols.m.fraction"),
+        (
+            lambda r: r["protocols"].update(m={"kind": "memorized", "requests": 5, "fraction": 0.01,
+                                               "pool": 0.02}),  # fmt: skip
+            "protocols.m.pool",
+        ),
+        (
+            lambda r: r["protocols"].update(m={"kind": "mislabeled", "requests": 5}),
+            "protocols.m.corrupt_fraction",
+        ),
+        (
+            lambda r: r["protocols"].update(m={"kind": "mislabeled", "requests": 5, "corrupt_fraction": 1.5}),
+            "protocols.m.corrupt_fraction",
+        ),
+        (lambda r: r["protocols"]["class"].update(fraction=0.1), "protocols.class.fraction"),
+        (
+            lambda r: r["protocols"]["class"].update(classes_per_request=0),
+            "protocols.class.classes_per_request",
+        ),
+        (lambda r: r["suites"]["digits-mlp"].update(seeds=[0, 0]), "suites.digits-mlp.seeds"),
+        (lambda r: r["suites"]["digits-mlp"].update(budget_s=-5), "suites.digits-mlp.budget_s"),
+        (
+            lambda r: r["suites"]["digits-mlp"].update(population={"models": 8, "methods": ["nope"]}),
+            "suites.digits-mlp.population.methods",
+        ),
+        (
+            lambda r: r["suites"]["digits-mlp"].update(population={"models": 2, "methods": ["original"]}),
+            "suites.digits-mlp.population.models",
+        ),
+        (
+            lambda r: r["suites"]["digits-mlp"].update(memorization={"models": 1}),
+            "suites.digits-mlp.memorization.models",
+        ),
     ],
 )
 def test_bad_config_names_the_key(raw, mutate, key):

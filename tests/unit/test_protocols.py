@@ -66,3 +66,65 @@ def test_requests_round_trip_through_disk(tmp_path):
     loaded = load_requests(path)
     assert all(np.array_equal(a, b) for a, b in zip(reqs, loaded, strict=True))
     assert loaded[0].dtype == np.int64
+
+
+def memorized_protocol(k=5, fraction=0.02, pool=0.15):
+    return ProtocolConfig(name="memorized", kind="memorized", requests=k, fraction=fraction, pool=pool)
+
+
+def mislabeled_protocol(k=4, corrupt=0.1, identified=1.0):
+    return ProtocolConfig(
+        name="mislabeled", kind="mislabeled", requests=k, corrupt_fraction=corrupt, identified=identified
+    )
+
+
+def test_memorized_requests_come_from_the_most_memorised_pool():
+    scores = np.random.default_rng(3).random(len(LABELS))
+    cfg = memorized_protocol()
+    reqs = make_requests(cfg, LABELS, seed=0, memorization=scores)
+    pool = set(np.argsort(-scores)[: round(0.15 * len(LABELS))].tolist())
+    union = np.concatenate(reqs)
+    assert len(reqs) == 5 and all(len(r) == 10 for r in reqs)
+    assert len(set(union.tolist())) == 50 and set(union.tolist()) <= pool
+    assert all(np.array_equal(a, b) for a, b in zip(reqs, make_requests(cfg, LABELS, 0, memorization=scores),
+                                                    strict=True))  # fmt: skip
+    other = np.concatenate(make_requests(cfg, LABELS, 1, memorization=scores))
+    assert set(other.tolist()) != set(union.tolist())  # another forget seed, another draw from the pool
+    # pool == forget size: exactly the top-ranked examples
+    exact = memorized_protocol(pool=0.1)
+    top = set(np.argsort(-scores)[:50].tolist())
+    assert set(np.concatenate(make_requests(exact, LABELS, 0, memorization=scores)).tolist()) == top
+
+
+def test_memorized_needs_scores():
+    with pytest.raises(ProtocolError, match="memorisation"):
+        make_requests(memorized_protocol(), LABELS, seed=0)
+
+
+def test_mislabeled_flips_to_another_class_and_requests_delete_the_flipped():
+    from benchmark.data.protocols import corrupt_labels
+
+    cfg = mislabeled_protocol()
+    bad, new = corrupt_labels(cfg, LABELS, seed=0, num_classes=10)
+    assert len(bad) == 50 and len(set(bad.tolist())) == 50
+    assert (new != LABELS[bad]).all() and new.min() >= 0 and new.max() < 10
+    reqs = make_requests(cfg, LABELS, seed=0, num_classes=10)
+    assert len(reqs) == 4 and sum(len(r) for r in reqs) == 50
+    assert set(np.concatenate(reqs).tolist()) == set(bad.tolist())
+    part = make_requests(mislabeled_protocol(identified=0.5), LABELS, seed=0, num_classes=10)
+    assert sum(len(r) for r in part) == 25 and set(np.concatenate(part).tolist()) < set(bad.tolist())
+
+
+def test_mislabeled_corruption_round_trips(tmp_path):
+    from benchmark.data.protocols import corrupt_labels, load_corruption
+
+    cfg = mislabeled_protocol()
+    reqs = make_requests(cfg, LABELS, seed=0, num_classes=10)
+    bad = corrupt_labels(cfg, LABELS, seed=0, num_classes=10)
+    path = protocol_path(tmp_path, "mislabeled", 0)
+    save_requests(path, reqs, cfg, 0, LABELS, corrupted=bad)
+    loaded = load_corruption(path)
+    assert loaded is not None and all(np.array_equal(a, b) for a, b in zip(bad, loaded, strict=True))
+    save_requests(path, reqs, random_protocol(), 0, LABELS)
+    assert load_corruption(path) is None
+    assert protocol_path(tmp_path, "x", "pop").name == "x_pop.json"
