@@ -82,6 +82,11 @@ def _gold(run, args):  # noqa: ANN001
 def _unlearn(run, args):  # noqa: ANN001
     from benchmark.runner.cells import run_unlearning
 
+    for m in args.method or []:
+        if m not in run.suite.methods:
+            known = ", ".join(run.suite.methods)
+            raise ConfigError(f"--method {m}: not a method of suite {run.suite.name}; its methods: {known}")
+
     counts = run_unlearning(run, args.method)
     return f"{counts['run']} cells run, {counts['cached']} reused"
 
@@ -161,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="config file (params.yaml)")
     parser.add_argument("--root", type=Path, default=Path("."), help="repository root for inputs and outputs")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_: str, fn: Callable, suite: bool = False) -> argparse.ArgumentParser:
@@ -266,6 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"unlearn-bench: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # one line for the user; --debug shows the traceback
+        if args.debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        msg = f"unlearn-bench: error: {type(exc).__name__}: {first} (--debug for the traceback)"
+        print(msg, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("unlearn-bench: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
         return 130

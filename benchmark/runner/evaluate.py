@@ -172,6 +172,25 @@ class StaleCellError(RuntimeError):
     """A cell's result was produced by other code or inputs than the current ones."""
 
 
+class StaleArtifactError(StaleCellError):
+    """An original or gold model on disk was made from other inputs (params, data) than the current ones."""
+
+
+def check_artifact(model_path: Path, key: str, command: str) -> dict[str, Any]:
+    """The sidecar JSON of ``model_path`` if it exists and holds ``key``; otherwise a one-line
+    :class:`StaleArtifactError` naming the artifact and the command that rebuilds it."""
+    meta_path = model_path.with_suffix(".json")
+    if not model_path.exists() or not meta_path.exists():
+        raise StaleArtifactError(f"{model_path}: missing; build it with `{command}` (or `dvc repro`)")
+    meta = read_json(meta_path)
+    if meta.get("key") != key:
+        raise StaleArtifactError(
+            f"{model_path}: stale (made from other params or data than the current ones); "
+            f"rebuild it with `{command}` (or `dvc repro`)"
+        )
+    return meta
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Knobs of the evaluation (defaults: the documented benchmark settings)."""
@@ -250,14 +269,22 @@ class _Evaluator:
     @functools.cache  # noqa: B019
     def gold(self, protocol: str, seed: int, step: int) -> dict[str, Any]:
         path = self.gold_path(protocol, seed, step)
+        self.check_original(seed, protocol)
+        cmd = f"unlearn-bench gold --suite {self.run.suite.name}"
+        meta = check_artifact(path, self.run.gold_key(protocol, seed, step), cmd)
         preds = self.predict(self.gold_model(protocol, seed, step))
         sp = self.split(protocol, seed, step)
         return {
             "preds": preds,
             "acc": self.accuracies(preds, sp),
-            "meta": read_json(path.with_suffix(".json")),
+            "meta": meta,
             "mia": self.mia(preds, sp, seed, step),
         }
+
+    @functools.cache  # noqa: B019
+    def check_original(self, seed: int, protocol: str) -> None:
+        cmd = f"unlearn-bench train --suite {self.run.suite.name}"
+        check_artifact(self.run.original_path(seed, protocol), self.run.original_key(seed, protocol), cmd)
 
     @functools.cache  # noqa: B019
     def original(self, seed: int, protocol: str) -> torch.nn.Module:

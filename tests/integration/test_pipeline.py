@@ -15,12 +15,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 METHODS = ["original", "retrain", "finetune", "gradient_ascent", "cure_newton"]
+PROTOCOLS = ["random", "class", "memorized", "mislabeled"]
+POP_METHODS = ["original", "retrain", "finetune"]
 
 TINY_PARAMS = {
     "datasets": {"digits": {"source": "digits", "split_seed": 0, "test_fraction": 0.2}},
     "protocols": {
         "random": {"kind": "random", "requests": 2, "fraction": 0.02},
         "class": {"kind": "class", "requests": 2},
+        "memorized": {"kind": "memorized", "requests": 2, "fraction": 0.01, "pool": 0.03},
+        "mislabeled": {"kind": "mislabeled", "requests": 2, "corrupt_fraction": 0.04},
     },
     "cost": {"hvp_grad_ratio": 2.0},
     "methods": {
@@ -33,9 +37,11 @@ TINY_PARAMS = {
             "dataset": "digits",
             "model": {"arch": "mlp", "hidden": [8]},
             "train": {"epochs": 8, "batch_size": 64, "lr": 0.01, "weight_decay": 0.001},
-            "protocols": ["random", "class"],
+            "protocols": PROTOCOLS,
             "seeds": [0],
             "methods": METHODS,
+            "memorization": {"models": 4},
+            "population": {"models": 4, "methods": POP_METHODS, "protocols": ["class", "mislabeled"]},
         }
     },
 }
@@ -73,7 +79,7 @@ def repo(tmp_path_factory) -> Path:
 @pytest.mark.integration
 def test_dvc_repro_builds_the_leaderboard(repo: Path):
     df = pd.read_csv(repo / "results" / "tiny-mlp.csv")
-    assert len(df) == len(METHODS) * 2 * 1 * 2  # methods x protocols x seeds x steps
+    assert len(df) == len(METHODS) * len(PROTOCOLS) * 1 * 2  # methods x protocols x seeds x steps
     assert set(df.status) == {"ok"}, df[df.status != "ok"][["method", "error"]]
     assert df.tow.between(0, 1).all()
     # the do-nothing model still knows the deleted classes; the gold model does not
@@ -81,6 +87,18 @@ def test_dvc_repro_builds_the_leaderboard(repo: Path):
     assert (orig.acc_forget > orig.gold_acc_forget + 0.5).all()
     assert (orig.update_norm == 0).all()
     assert (df[df.method == "cure_newton"].hessians > 0).all()
+    # corrective protocol: accuracy on the true labels of the deleted (flipped) samples is reported
+    bad = df[df.protocol == "mislabeled"]
+    assert bad.acc_forget_true.notna().all() and df[df.protocol != "mislabeled"].acc_forget_true.isna().all()
+    assert (bad[bad.method == "original"].acc_forget > bad[bad.method == "original"].gold_acc_forget).all()
+    # populations: one row per protocol x method, the do-nothing model far from retraining on class deletion
+    pop = pd.read_csv(repo / "results" / "tiny-mlp_population.csv").set_index(["protocol", "method"])
+    assert len(pop) == 2 * len(POP_METHODS) and set(pop.status) == {"ok"}
+    assert (pop.n_unlearned == 4).all() and (pop.n_retrained == 4).all()
+    assert pop.loc[("class", "original"), "klom_mean"] > 3 * pop.loc[("class", "retrain"), "klom_mean"]
+    assert (pop.klom_lo <= pop.klom_mean).all() and (pop.klom_mean <= pop.klom_hi).all()
+    examples = pd.read_csv(repo / "results" / "tiny-mlp_population_examples.csv")
+    assert set(examples.params_id) == set(POP_METHODS) and examples.klom.notna().all()
     for name in ("README.md", "metrics.json", "index.html", "summary.csv"):
         assert (repo / "leaderboards" / name).stat().st_size > 0
     assert "tiny-mlp" in (repo / "leaderboards" / "README.md").read_text()
@@ -99,7 +117,7 @@ def test_interrupted_unlearn_resumes_only_missing_cells(repo: Path):
     victim = next((repo / "runs" / "tiny-mlp" / "cells" / "class").glob("finetune*/seed0/result.json"))
     victim.unlink()
     out = sh("unlearn-bench", "unlearn", "--suite", "tiny-mlp", cwd=repo).stdout
-    assert "1 cells run" in out and f"{len(METHODS) * 2 - 1} reused" in out, out
+    assert "1 cells run" in out and f"{len(METHODS) * len(PROTOCOLS) - 1} reused" in out, out
     out = sh("unlearn-bench", "train", "--suite", "tiny-mlp", cwd=repo).stdout
     assert "0 trained" in out, out
     out = sh("unlearn-bench", "gold", "--suite", "tiny-mlp", cwd=repo).stdout

@@ -4,9 +4,11 @@ from benchmark.cli import build_parser, main
 
 SUBCOMMANDS = [
     "fetch",
+    "memorize",
     "protocols",
     "train",
     "gold",
+    "population",
     "unlearn",
     "evaluate",
     "leaderboard",
@@ -40,3 +42,26 @@ def test_unknown_suite_is_a_one_line_error(capsys):
     assert main(["train", "--suite", "no-such-suite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "suites.no-such-suite" in err[0]
+
+
+def test_runtime_error_is_one_line_with_exit_1(tmp_path, capsys):
+    # evaluate before any stage ran: the snapshot is missing -> one line naming the path, exit 1
+    assert main(["--root", str(tmp_path), "evaluate", "--suite", "digits-mlp"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "datasets/digits" in err[0] and "--debug" in err[0]
+    with pytest.raises(Exception):  # noqa: B017  (--debug re-raises whatever it was)
+        main(["--debug", "--root", str(tmp_path), "evaluate", "--suite", "digits-mlp"])
+
+
+def test_unknown_method_filter_is_a_config_error(tmp_path, capsys):
+    import shutil
+    from pathlib import Path as P
+
+    root = P(__file__).resolve().parents[2]
+    assert main(["--root", str(tmp_path), "fetch", "--dataset", "digits"]) == 0
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    capsys.readouterr()
+    code = main(["--root", str(tmp_path), "unlearn", "--suite", "digits-mlp", "--method", "nonexistent"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--method nonexistent" in err[0]
