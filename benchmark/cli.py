@@ -104,7 +104,7 @@ def _evaluate(run, args):  # noqa: ANN001
 def cmd_leaderboard(args: argparse.Namespace, params: Params) -> None:
     import pandas as pd
 
-    from benchmark.leaderboard import write_leaderboard
+    from benchmark.leaderboard import read_population, write_leaderboard
     from benchmark.provenance import provenance
     from benchmark.runner.artifacts import Layout
 
@@ -115,7 +115,9 @@ def cmd_leaderboard(args: argparse.Namespace, params: Params) -> None:
         if not path.exists():
             raise ConfigError(f"suites.{suite}: no results at {path}; run `unlearn-bench evaluate` first")
         frames.append(pd.read_csv(path, keep_default_na=True))
-    paths = write_leaderboard(pd.concat(frames, ignore_index=True), layout.leaderboard_dir, provenance())
+    population, examples = read_population(path.parent, params.suites)  # optional <suite>_population*.csv
+    paths = write_leaderboard(pd.concat(frames, ignore_index=True), layout.leaderboard_dir, provenance(),
+                              population=population, population_examples=examples)
     print(f"leaderboard: {len(paths)} files in {layout.leaderboard_dir}")
 
 

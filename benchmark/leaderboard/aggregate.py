@@ -18,13 +18,19 @@ __all__ = [
     "JSON_METRICS",
     "METRICS",
     "PAIRED_COLUMNS",
-    "POP_METRICS",
+    "FLOOR_COLUMNS",
+    "MARGIN_COLUMNS",
     "RESULT_COLUMNS",
+    "SEQUENCE_METRICS",
+    "compare",
     "final_rows",
+    "margin_vs_reference",
     "mean_ci",
     "metrics_json",
+    "noise_floor",
     "normalise",
     "paired_vs_best",
+    "seed_table",
     "summarise",
     "summarise_steps",
 ]
@@ -40,9 +46,11 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "kl_ratio_forget", "kl_ratio_test", "gold_pop_forget", "n_gg_forget", "dist_gold_gold",
     "dist_to_gold_rel",
     "mia_loss_auc", "mia_loss_bacc", "gold_mia_loss_auc", "mia_efficacy", "gold_mia_efficacy",
-    "lira_z_forget", "lira_member_frac", "neurips_score", "neurips_f", "neurips_n_examples",
-    "neurips_n_models", "relearn_steps", "relearn_capped", "gold_relearn_steps", "gold_relearn_capped",
+    "lira_z_forget", "lira_member_frac",
+    "relearn_steps", "relearn_capped", "gold_relearn_steps", "gold_relearn_capped",
     "cpu_s", "peak_rss_mb", "cuda_peak_mb", "hessians", "fwd_samples",
+    # mislabeled protocol: accuracy on the forget samples' true labels (NaN elsewhere)
+    "acc_forget_true", "gold_acc_forget_true",
 )  # fmt: skip
 STRING_COLUMNS = ("suite", "dataset", "model", "protocol", "method", "params_id", "status", "error",
                   "code_hash", "git_rev")  # fmt: skip
@@ -55,17 +63,20 @@ METRICS: tuple[str, ...] = (
     "kl_ratio_forget", "kl_ratio_test", "dist_to_gold", "dist_to_gold_rel", "mia_loss_auc", "mia_loss_bacc",
     "gold_mia_loss_auc", "mia_efficacy", "gold_mia_efficacy", "lira_z_forget", "lira_member_frac",
     "relearn_steps", "relearn_capped", "gold_relearn_steps", "gold_relearn_capped", "cpu_s", "peak_rss_mb",
-    "cuda_peak_mb",
+    "cuda_peak_mb", "acc_forget_true", "gold_acc_forget_true",
 )  # fmt: skip
-# Population metrics: one value per (suite, protocol, params_id, step), repeated on each seed's row.
-# Summaries report it once (``_mean``; ``_ci`` is NaN: there is no spread over seeds to show).
-POP_METRICS: tuple[str, ...] = ("neurips_score", "neurips_f", "neurips_n_examples")
-JSON_METRICS: tuple[str, ...] = ("tow", "acc_forget", "js_test", "wall_s", "speedup", "mia_efficacy",
-                                 "js_ratio_forget", "neurips_score", "tow_p_vs_best")  # fmt: skip
-PAIRED_METRIC = "tow"
+# Per-seed summaries of the whole sequence of requests (see :func:`seed_table`), summarised like METRICS.
+SEQUENCE_METRICS: tuple[str, ...] = ("tow_auc", "tow_step1")
+PAIRED_METRIC = "tow_auc"
 PAIRED_ALPHA = 0.05
-PAIRED_COLUMNS: tuple[str, ...] = ("best_params_id", "tow_diff_vs_best", "tow_p_vs_best", "tow_n_pairs",
-                                   "tied_with_best")  # fmt: skip
+PAIRED_COLUMNS: tuple[str, ...] = ("best_params_id", "tow_auc_diff_vs_best", "tow_auc_p_vs_best",
+                                   "tow_auc_n_pairs", "tied_with_best")  # fmt: skip
+REFERENCE_METHOD = "original"  # the do-nothing baseline every margin is taken against
+FLOOR_METHOD = "retrain"  # an independent retrain: the gold-to-gold noise floor
+MARGIN_COLUMNS: tuple[str, ...] = ("margin_vs_original", "margin_vs_original_ci", "margin_vs_original_p",
+                                   "margin_n_pairs")  # fmt: skip
+FLOOR_COLUMNS: tuple[str, ...] = ("floor_tow_auc", "floor_tow_auc_ci")
+JSON_METRICS: tuple[str, ...] = ("tow_auc", "tow_final", "margin_vs_original", "klom_mean", "neurips_score")
 
 OK, SKIPPED = "ok", "skipped"
 
@@ -125,7 +136,7 @@ def _first(series: pd.Series) -> Any:
     return nonnull.iloc[0] if len(nonnull) else None
 
 
-def _summarise_group(g: pd.DataFrame) -> dict[str, Any]:
+def _summarise_group(g: pd.DataFrame, metrics: tuple[str, ...]) -> dict[str, Any]:
     """One summary row for the rows ``g`` of one (suite, protocol, method, params_id[, step])."""
     g = g.sort_values(["seed", "step"], na_position="last", kind="mergesort")
     status = g["status"]
@@ -157,34 +168,34 @@ def _summarise_group(g: pd.DataFrame) -> dict[str, Any]:
         "n_failed": len(bad),
         "n_skipped": n_skipped,
         "error": error,
+        "origin": _first(g["origin"]) if "origin" in g.columns else None,
+        "code_hash": ",".join(sorted({str(v) for v in g["code_hash"].dropna()})) or None,
     }
-    for m in METRICS:
-        mean, half, _ = mean_ci(ok[m].to_numpy(dtype=float)) if len(ok) else (math.nan, math.nan, 0)
+    for m in metrics:
+        vals = ok[m].to_numpy(dtype=float) if m in ok.columns and len(ok) else np.array([])
+        mean, half, _ = mean_ci(vals)
         row[f"{m}_mean"] = mean
         row[f"{m}_ci"] = half
-    for m in POP_METRICS:
-        row[f"{m}_mean"] = mean_ci(ok[m].to_numpy(dtype=float))[0] if len(ok) else math.nan
-        row[f"{m}_ci"] = math.nan
     return row
 
 
-def _summary_columns(with_step: bool) -> list[str]:
+def _summary_columns(with_step: bool, metrics: tuple[str, ...]) -> list[str]:
     cols = ["suite", "dataset", "model", "protocol", "method", "params_id"]
     if with_step:
         cols.append("step")
-    cols += ["status", "n_seeds", "n_ok", "n_failed", "n_skipped", "error"]
-    for m in (*METRICS, *POP_METRICS):
+    cols += ["status", "n_seeds", "n_ok", "n_failed", "n_skipped", "error", "origin", "code_hash"]
+    for m in metrics:
         cols += [f"{m}_mean", f"{m}_ci"]
     return cols
 
 
-def _collect(df: pd.DataFrame, keys: list[str], with_step: bool) -> pd.DataFrame:
+def _collect(df: pd.DataFrame, keys: list[str], with_step: bool, metrics: tuple[str, ...]) -> pd.DataFrame:
     rows = []
     for key, g in df.groupby(keys, sort=True, dropna=False):
         row = dict(zip(keys, key, strict=True))
-        row.update(_summarise_group(g))
+        row.update(_summarise_group(g, metrics))
         rows.append(row)
-    out = pd.DataFrame(rows, columns=_summary_columns(with_step))
+    out = pd.DataFrame(rows, columns=_summary_columns(with_step, metrics))
     for col in ("n_seeds", "n_ok", "n_failed", "n_skipped"):
         out[col] = out[col].astype(int)
     if with_step:
@@ -218,34 +229,83 @@ def final_rows(df: pd.DataFrame) -> pd.DataFrame:
             last_step = last["step"].iloc[0]
             last["status"] = "failed"
             last["error"] = f"incomplete: last step {last_step} of {k}"
-            for m in (*METRICS, *POP_METRICS):
+            for m in METRICS:
                 last[m] = np.nan
         picked.append(last)
     return pd.concat(picked).drop(columns="_k").reset_index(drop=True)
 
 
+def _key(values: Any) -> tuple:
+    return tuple(None if pd.isna(v) else v for v in values)
+
+
+def seed_table(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`final_rows` plus the per-seed summaries of the whole sequence of K requests.
+
+    * ``tow_auc`` — the area under the sequential ToW curve, normalised by its length:
+      ``AUC_s = (1/K) Σ_{k=1..K} ToW_s(k)`` over the steps 1..K of the (suite, protocol) (every step
+      that any method of the protocol reached). A seed with a step missing, not ``ok`` or without a
+      finite ToW has no AUC (NaN): averaging the steps it has would reward stopping early;
+    * ``tow_step1`` — ToW after the first request (NaN if that step is missing or not ``ok``);
+    * ``tow_final`` is the final row's ``tow``, i.e. the column itself.
+    """
+    data = normalise(df)
+    final = final_rows(data)
+    if final.empty:
+        return final.assign(tow_auc=pd.Series(dtype=float), tow_step1=pd.Series(dtype=float))
+    protocol_steps: dict[tuple, list[int]] = {}
+    for key, g in data.groupby(["suite", "protocol"], dropna=False):
+        protocol_steps[_key(key)] = sorted({int(v) for v in g["step"].dropna()})
+    aucs: dict[tuple, tuple[float, float]] = {}
+    for key, g in data.groupby([*GROUP_KEYS, "seed"], sort=False, dropna=False):
+        k = _key(key)
+        steps = protocol_steps.get(k[:2], [])
+        good = g[(g["status"] == OK) & np.isfinite(g["tow"].to_numpy(dtype=float)) & g["step"].notna()]
+        by_step = good.groupby("step")["tow"].last()  # a duplicated step: the last row, as in final_rows
+        auc = float(np.mean([by_step[s] for s in steps])) if steps and all(s in by_step for s in steps) \
+            else math.nan  # fmt: skip
+        first = float(by_step[steps[0]]) if steps and steps[0] in by_step else math.nan
+        aucs[k] = (auc, first)
+    keyed = [aucs.get(_key(r), (math.nan, math.nan)) for r in final[[*GROUP_KEYS, "seed"]].itertuples(False)]
+    final["tow_auc"] = [a for a, _ in keyed]
+    final["tow_step1"] = [f for _, f in keyed]
+    return final
+
+
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Summary over seeds at each protocol's final step: one row per (suite, protocol, method, params_id).
+    """Summary over seeds: one row per (suite, protocol, method, params_id).
 
     Columns: suite, dataset, model, protocol, method, params_id, status, n_seeds, n_ok, n_failed,
-    n_skipped, error, then ``<metric>_mean`` and ``<metric>_ci`` for each of :data:`METRICS`.
+    n_skipped, error, origin, code_hash, then ``<metric>_mean`` and ``<metric>_ci`` for each of
+    :data:`METRICS` (at the protocol's final step) and :data:`SEQUENCE_METRICS` (``tow_auc``: the per-seed
+    mean ToW over steps 1..K, ``tow_step1``; see :func:`seed_table`), then :data:`PAIRED_COLUMNS`,
+    :data:`MARGIN_COLUMNS` and :data:`FLOOR_COLUMNS`.
 
-    * means and CIs use the ``ok`` rows only (and, per metric, their finite values);
+    * means and CIs use the ``ok`` final rows only (and, per metric, their finite values);
       ``_ci`` is the 95% Student-t half-width ``t_{0.975,n-1}·s/√n`` (NaN for n < 2);
     * ``n_seeds`` counts seeds, ``n_failed`` rows with a status other than ``ok``/``skipped``
       (failed, timeout, nan, incomplete), ``n_skipped`` skipped rows;
     * ``status`` is ``ok`` (all seeds ok), ``partial`` (some ok), ``skipped`` (all skipped) or
-      the first non-ok status; ``error`` is the first error text (the skip reason for skipped rows).
-
-    * population metrics (:data:`POP_METRICS`, e.g. the NeurIPS competition score) are one value per
-      params_id computed across seeds: ``_mean`` is that value, ``_ci`` is NaN;
-    * :data:`PAIRED_COLUMNS` compare each row with the best method of its (suite, protocol), see
-      :func:`paired_vs_best`.
+      the first non-ok status; ``error`` is the first error text (the skip reason for skipped rows);
+    * :data:`PAIRED_COLUMNS`: the paired test of the ToW AUC against the best of the (suite, protocol),
+      :func:`paired_vs_best`; :data:`MARGIN_COLUMNS`: the paired margin over ``original``,
+      :func:`margin_vs_reference`; :data:`FLOOR_COLUMNS`: the ``retrain`` AUC, :func:`noise_floor`.
 
     Sorted by (suite, protocol, method, params_id).
     """
-    final = final_rows(df)
-    return paired_vs_best(final, _collect(final, list(GROUP_KEYS), with_step=False))
+    seeds = seed_table(df)
+    summary = _collect(seeds, list(GROUP_KEYS), with_step=False, metrics=(*METRICS, *SEQUENCE_METRICS))
+    return compare(seeds, summary)
+
+
+def compare(seeds: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with the paired comparisons among its own rows (best, margin, floor) (re)computed.
+
+    Used on the full grid and again on the one-row-per-method headline, whose best is chosen among
+    the headline rows only."""
+    out = summary.drop(columns=[c for c in (*PAIRED_COLUMNS, *MARGIN_COLUMNS, *FLOOR_COLUMNS)
+                                if c in summary.columns])  # fmt: skip
+    return noise_floor(margin_vs_reference(seeds, paired_vs_best(seeds, out)))
 
 
 def _paired_p(diff: np.ndarray) -> float:
@@ -258,21 +318,37 @@ def _paired_p(diff: np.ndarray) -> float:
     return float(stats.ttest_rel(diff, np.zeros_like(diff)).pvalue)
 
 
-def paired_vs_best(final: pd.DataFrame, summary: pd.DataFrame, alpha: float = PAIRED_ALPHA) -> pd.DataFrame:
-    """Add :data:`PAIRED_COLUMNS` to ``summary``: each params_id against the best of its (suite, protocol).
+def _seed_values(seeds: pd.DataFrame, suite: Any, proto: Any, params_id: Any, m: str) -> pd.Series:
+    """The finite ``m`` of the ``ok`` seeds of one params_id, indexed by seed."""
+    sel = seeds[(seeds["suite"] == suite) & (seeds["protocol"] == proto) & (seeds["params_id"] == params_id)
+                & (seeds["status"] == OK)]  # fmt: skip
+    vals = sel.set_index("seed")[m].astype(float)
+    return vals[np.isfinite(vals.to_numpy())]
 
-    The *best* is the row with the highest mean final-step ToW among those that are not the
-    ``retrain`` reference (ties: first by method, params_id), as in the leaderboard's bold best.
-    Every other row is paired with it seed by seed (``ok`` final rows of both with a finite ToW):
 
-    * ``tow_diff_vs_best`` = mean over paired seeds of ``ToW(row) − ToW(best)`` (≤ 0 up to noise);
-    * ``tow_p_vs_best`` = two-sided p-value of the paired t-test (``scipy.stats.ttest_rel``;
+def _paired_diff(seeds: pd.DataFrame, suite: Any, proto: Any, a: Any, b: Any, m: str) -> np.ndarray:
+    """``m(a) − m(b)`` on the seeds both have (same seed = same original model, forget sets, gold models)."""
+    va, vb = _seed_values(seeds, suite, proto, a, m), _seed_values(seeds, suite, proto, b, m)
+    common = va.index.intersection(vb.index).sort_values()
+    return (va.loc[common] - vb.loc[common]).to_numpy(dtype=float)
+
+
+def paired_vs_best(seeds: pd.DataFrame, summary: pd.DataFrame, alpha: float = PAIRED_ALPHA) -> pd.DataFrame:
+    """Add :data:`PAIRED_COLUMNS` to ``summary``: each row against the best of its (suite, protocol).
+
+    ``seeds`` is :func:`seed_table`. The *best* is the row of ``summary`` with the highest mean ToW AUC
+    among those that are not the ``retrain`` reference (ties: first by method, params_id), as in the
+    leaderboard's bold best. Every other row is paired with it seed by seed (``ok`` seeds of both with
+    a finite AUC):
+
+    * ``tow_auc_diff_vs_best`` = mean over paired seeds of ``AUC(row) − AUC(best)`` (≤ 0 up to noise);
+    * ``tow_auc_p_vs_best`` = two-sided p-value of the paired t-test (``scipy.stats.ttest_rel``;
       t = d̄ / (s_d / √n), n − 1 degrees of freedom) — NaN with fewer than 2 pairs; if all
       differences are equal, 1.0 when they are 0 and 0.0 otherwise;
     * ``tied_with_best`` = True when ``p ≥ alpha`` (0.05): *not distinguishable from the best* at this
       number of seeds (few seeds make this weak evidence of equality); True for the best itself;
       None when there is no p-value;
-    * ``best_params_id``, ``tow_n_pairs``.
+    * ``best_params_id``, ``tow_auc_n_pairs``.
 
     Reference: Student's paired t-test, e.g. J. Demšar, "Statistical comparisons of classifiers over
     multiple data sets", JMLR 2006 (pairing on a shared source of variation: here the seed, which fixes
@@ -280,46 +356,100 @@ def paired_vs_best(final: pd.DataFrame, summary: pd.DataFrame, alpha: float = PA
     """
     out = summary.copy()
     for col in PAIRED_COLUMNS:
-        out[col] = pd.Series([None] * len(out), dtype=object)
+        out[col] = pd.Series([None] * len(out), dtype=object, index=out.index)
     m = PAIRED_METRIC
-    ok = final[(final["status"] == OK) & np.isfinite(final[m].to_numpy(dtype=float))]
     for (suite, proto), sub in out.groupby(["suite", "protocol"], sort=False, dropna=False):
         means = sub[f"{m}_mean"].to_numpy(dtype=float)
-        eligible = sub[(sub["method"] != "retrain") & np.isfinite(means)]
+        eligible = sub[(sub["method"] != FLOOR_METHOD) & np.isfinite(means)]
         if eligible.empty:
             continue
         best = eligible.sort_values([f"{m}_mean", "method", "params_id"], ascending=[False, True, True],
                                     kind="mergesort").iloc[0]  # fmt: skip
-        in_group = ok[(ok["suite"] == suite) & (ok["protocol"] == proto)]
-        best_vals = in_group[in_group["params_id"] == best["params_id"]].set_index("seed")[m]
         for idx, r in sub.iterrows():
             out.at[idx, "best_params_id"] = best["params_id"]
             if r["params_id"] == best["params_id"]:
-                out.at[idx, "tow_diff_vs_best"] = 0.0
-                out.at[idx, "tow_n_pairs"] = int(best_vals.size)
+                out.at[idx, "tow_auc_diff_vs_best"] = 0.0
+                n_best = _seed_values(seeds, suite, proto, r["params_id"], m).size
+                out.at[idx, "tow_auc_n_pairs"] = int(n_best)
                 out.at[idx, "tied_with_best"] = True
                 continue
-            vals = in_group[in_group["params_id"] == r["params_id"]].set_index("seed")[m]
-            common = vals.index.intersection(best_vals.index)
-            diff = (vals.loc[common] - best_vals.loc[common]).to_numpy(dtype=float)
+            diff = _paired_diff(seeds, suite, proto, r["params_id"], best["params_id"], m)
             p = _paired_p(diff)
-            out.at[idx, "tow_n_pairs"] = int(diff.size)
-            out.at[idx, "tow_diff_vs_best"] = float(diff.mean()) if diff.size else math.nan
-            out.at[idx, "tow_p_vs_best"] = p
+            out.at[idx, "tow_auc_n_pairs"] = int(diff.size)
+            out.at[idx, "tow_auc_diff_vs_best"] = float(diff.mean()) if diff.size else math.nan
+            out.at[idx, "tow_auc_p_vs_best"] = p
             out.at[idx, "tied_with_best"] = None if math.isnan(p) else bool(p >= alpha)
-    for col in ("tow_diff_vs_best", "tow_p_vs_best"):
+    for col in ("tow_auc_diff_vs_best", "tow_auc_p_vs_best"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
-    out["tow_n_pairs"] = pd.to_numeric(out["tow_n_pairs"], errors="coerce").astype("Int64")
+    out["tow_auc_n_pairs"] = pd.to_numeric(out["tow_auc_n_pairs"], errors="coerce").astype("Int64")
+    return out
+
+
+def _reference_params_id(sub: pd.DataFrame, method: str) -> Any:
+    """The params_id of ``method`` in ``sub``: the one named like the method, else the first."""
+    ids = sorted(str(v) for v in sub.loc[sub["method"] == method, "params_id"].dropna())
+    if not ids:
+        return None
+    return method if method in ids else ids[0]
+
+
+def margin_vs_reference(seeds: pd.DataFrame, summary: pd.DataFrame,
+                        reference: str = REFERENCE_METHOD) -> pd.DataFrame:  # fmt: skip
+    """Add :data:`MARGIN_COLUMNS`: the paired margin of each row's ToW AUC over ``original`` (do nothing).
+
+    Per (suite, protocol), for the seeds both have (``ok``, finite AUC): ``d_s = AUC_s(row) −
+    AUC_s(original)``; ``margin_vs_original`` = mean d, ``margin_vs_original_ci`` = the 95% Student-t
+    half-width of d (:func:`mean_ci`, NaN for fewer than 2 pairs), ``margin_vs_original_p`` = the
+    two-sided paired t-test p-value (as :func:`paired_vs_best`), ``margin_n_pairs`` = number of pairs.
+    ``original`` itself gets 0 with no CI. All NaN when the protocol has no ``original`` row.
+    """
+    out = summary.copy()
+    for col in MARGIN_COLUMNS:
+        out[col] = math.nan
+    m = PAIRED_METRIC
+    for (suite, proto), sub in out.groupby(["suite", "protocol"], sort=False, dropna=False):
+        ref = _reference_params_id(sub, reference)
+        if ref is None:
+            continue
+        for idx, r in sub.iterrows():
+            diff = _paired_diff(seeds, suite, proto, r["params_id"], ref, m)
+            mean, half, n = mean_ci(diff)
+            out.at[idx, "margin_vs_original"] = mean
+            out.at[idx, "margin_n_pairs"] = n
+            if r["params_id"] != ref:
+                out.at[idx, "margin_vs_original_ci"] = half
+                out.at[idx, "margin_vs_original_p"] = _paired_p(diff)
+    out["margin_n_pairs"] = pd.to_numeric(out["margin_n_pairs"], errors="coerce").astype("Int64")
+    return out
+
+
+def noise_floor(summary: pd.DataFrame, floor: str = FLOOR_METHOD) -> pd.DataFrame:
+    """Add :data:`FLOOR_COLUMNS`: the mean ± CI ToW AUC of the ``retrain`` row of each (suite, protocol).
+
+    ``retrain`` is an independent retrain with another seed judged against the gold model like any
+    method, so its AUC (and ``1 − AUC``) is the gold-to-gold noise floor: what "as good as retraining"
+    can reach at this number of seeds. NaN when the protocol has no ``retrain`` row."""
+    out = summary.copy()
+    out["floor_tow_auc"] = math.nan
+    out["floor_tow_auc_ci"] = math.nan
+    for _, sub in out.groupby(["suite", "protocol"], sort=False, dropna=False):
+        ref = _reference_params_id(sub, floor)
+        if ref is None:
+            continue
+        r = sub[sub["params_id"] == ref].iloc[0]
+        out.loc[sub.index, "floor_tow_auc"] = r[f"{PAIRED_METRIC}_mean"]
+        out.loc[sub.index, "floor_tow_auc_ci"] = r[f"{PAIRED_METRIC}_ci"]
     return out
 
 
 def summarise_steps(df: pd.DataFrame) -> pd.DataFrame:
-    """As :func:`summarise` for every step: one row per (suite, protocol, method, params_id, step).
+    """As :func:`summarise` for every step (without the sequence and paired columns): one row per
+    (suite, protocol, method, params_id, step).
 
     Rows without a step (e.g. skipped cells) form a group with step ``<NA>``, sorted last.
     """
     df = normalise(df)
-    return _collect(df, [*GROUP_KEYS, "step"], with_step=True)
+    return _collect(df, [*GROUP_KEYS, "step"], with_step=True, metrics=METRICS)
 
 
 def _json_number(x: Any) -> float | None:
@@ -332,19 +462,18 @@ def _json_number(x: Any) -> float | None:
     return round(v, 4)
 
 
-def metrics_json(summary: pd.DataFrame) -> dict[str, Any]:
-    """Nested ``{suite: {protocol: {params_id: {metric: mean}}}}`` for ``dvc metrics show``.
+def metrics_json(headline: pd.DataFrame) -> dict[str, Any]:
+    """Compact nested ``{suite: {protocol: {method: {metric: value}}}}`` for ``dvc metrics show``.
 
-    Metrics are the :data:`JSON_METRICS` means (tow, acc_forget, js_test, wall_s, speedup, mia_efficacy,
-    js_ratio_forget, neurips_score) and ``tow_p_vs_best`` (the paired-test p-value against the best;
-    null for the best itself), rounded to 4 decimals; NaN/inf (and skipped or failed cells) become
-    ``None`` (JSON ``null``). Keys are inserted in sorted order.
+    ``headline`` is one row per method (:func:`benchmark.leaderboard.headline.headline`). Metrics
+    (:data:`JSON_METRICS`): ``tow_auc`` (mean ToW over the K requests), ``tow_final`` (ToW after request
+    K), ``margin_vs_original`` (paired AUC margin over doing nothing), ``klom_mean`` and ``neurips_score``
+    (population file, final step; null when absent), rounded to 4 decimals; NaN/inf become ``None``.
     """
     out: dict[str, Any] = {}
-    rows = summary.sort_values(list(GROUP_KEYS), kind="mergesort")
+    source = {"tow_auc": "tow_auc_mean", "tow_final": "tow_mean"}
+    rows = headline.sort_values(["suite", "protocol", "method"], kind="mergesort")
     for _, r in rows.iterrows():
         cell = out.setdefault(str(r["suite"]), {}).setdefault(str(r["protocol"]), {})
-        cell[str(r["params_id"])] = {
-            m: _json_number(r.get(m) if m in PAIRED_COLUMNS else r.get(f"{m}_mean")) for m in JSON_METRICS
-        }
+        cell[str(r["method"])] = {m: _json_number(r.get(source.get(m, m))) for m in JSON_METRICS}
     return out

@@ -1,4 +1,9 @@
-"""Write the leaderboard: README.md, index.html, summary.csv, metrics.json, per-suite CSVs, plots.
+"""Write the leaderboard: README.md, index.html, summary/headline/per-suite CSVs, metrics.json, plots.
+
+The pages are rendered from Jinja2 templates in ``benchmark/leaderboard/templates`` (``readme.md.j2``,
+``index.html.j2`` with ``style.css`` and ``script.js``; the shared explanation ``how_to_read.md`` is
+Markdown, converted for the HTML page by :func:`md_inline`). This module builds the tables (cells with
+display text and sort value) and hands them to the templates.
 
 Everything written is a deterministic function of the input rows (sorted orders, fixed float
 formatting, no timestamps, PNGs without version metadata), so re-running on the same results
@@ -10,11 +15,13 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -23,43 +30,20 @@ from benchmark.leaderboard.aggregate import (
     final_rows,
     metrics_json,
     normalise,
+    seed_table,
     summarise,
 )
+from benchmark.leaderboard.headline import headline
 from benchmark.leaderboard.plots import PLOT_KINDS, make_plots, plot_path
+from benchmark.leaderboard.population import attach_population
 
-__all__ = ["FLOAT_FORMAT", "render_html", "render_markdown", "write_csv", "write_leaderboard"]
+__all__ = ["FLOAT_FORMAT", "Leaderboard", "build", "md_inline", "render_html", "render_markdown", "write_csv",
+           "write_leaderboard"]  # fmt: skip
 
 FLOAT_FORMAT = "%.6g"  # CSV floats: 6 significant digits, so reruns diff cleanly
-REFERENCE_NOTES = {"retrain": "reference: independent retrain (seed-to-seed)", "original": "do-nothing floor"}
+REFERENCE_NOTES = {"retrain": "reference: independent retrain (noise floor)", "original": "do-nothing floor"}
 TITLE = "Machine unlearning leaderboard"
-HOW_TO_READ = (
-    "Each table is one deletion protocol of a suite, evaluated after its final request; numbers are "
-    "the mean ± 95% Student-t confidence half-width over seeds. **ToW** (tug-of-war; Zhao et al. 2024, "
-    "*What makes unlearning hard and what to do about it*) is "
-    "(1 − |Δ forget acc|)·(1 − |Δ retain acc|)·(1 − |Δ test acc|), the differences taken against a "
-    "model retrained from scratch without the deleted data (the gold model): **ToW = 1 means "
-    "indistinguishable from retraining by accuracy; higher is better.** `original` is the do-nothing "
-    "floor (the model before any unlearning); `retrain` is an independent retrain with another seed, "
-    "i.e. the seed-to-seed reference that no method can be expected to beat, so it is not eligible for "
-    "the bold best. *vs best* is the paired t-test over seeds of the final ToW against the bold best "
-    "(p-value; **≈** = not distinguishable from the best at p ≥ 0.05 with this many seeds). "
-    "*MIA-eff.* is SalUn's MIA-efficacy: the share of the forget set that an SVC membership attack on "
-    "the true-class confidence (trained on retain vs test examples) calls non-members — higher is more "
-    "forgotten; aim at the gold model's value, given under the table. *JS test* is the mean "
-    "Jensen–Shannon divergence (nats, lower is closer) between the method's and the gold model's "
-    "predictions on the test set; *JS/gg forget* is the method's mean JS divergence on the forget set "
-    "to the gold models of all seeds that never trained on each example, divided by the mean JS "
-    "divergence between two such gold models (≈ 1: as close as another retrain; on `random` protocols "
-    "it rests on the few forget examples that several seeds share). *Relearn* is the number of "
-    "fine-tuning steps on the forget set (batch 32, recipe optimiser) until its accuracy is back to the "
-    "original model's (≥: capped at the limit for some seed; few steps = the information was hidden, "
-    "not removed). *Wall s* is the wall-clock seconds of the final request; *speedup* the retraining "
-    "time divided by the method's time. *Seeds* counts successful seeds out of those run. Every other "
-    "metric (KL divergences, loss-threshold MIA AUC, LiRA z-scores, weight distances, the NeurIPS 2023 "
-    "competition score, CPU/memory cost) is in the CSV files."
-)
-COLUMNS = ("Method", "ToW ↑", "vs best", "Forget acc %", "Retain acc %", "Test acc %", "MIA-eff. %",
-           "JS test ↓", "JS/gg forget", "Relearn", "Wall s", "Speedup ×", "Seeds", "Notes")  # fmt: skip
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 # ---------------------------------------------------------------------------------------- formatting
@@ -88,6 +72,10 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _str(x: Any) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA else str(x)
+
+
 @dataclass
 class Cell:
     text: str
@@ -97,17 +85,32 @@ class Cell:
 
 
 @dataclass
+class Column:
+    key: str
+    title: str
+    cell: Callable[[pd.Series], Cell]
+    numeric: bool = True
+    when: Callable[[pd.DataFrame], bool] | None = None  # shown only if true for the table's rows
+
+
+@dataclass
 class Table:
     suite: str
     protocol: str
     final_step: Any
-    rows: list[list[Cell]] = field(default_factory=list)
-    gold: str = ""
-    extra: list[str] = field(default_factory=list)  # further lines under the table
+    columns: list[Column] = field(default_factory=list)
+    rows: list[list[Cell]] = field(default_factory=list)  # the headline: one row per method
+    grid: list[list[Cell]] = field(default_factory=list)  # every params_id
+    grid_columns: list[Column] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # Markdown lines under the table
+
+    @property
+    def anchor(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{self.suite}--{self.protocol}")
 
 
 def _notes(r: pd.Series) -> str:
-    status, error = str(r["status"]), _short(r["error"] or "")
+    status, error = str(r["status"]), _short(_str(r["error"]))
     if status == "skipped":
         return f"skipped: {error}" if error and error != "skipped" else "skipped"
     if status == "partial":
@@ -121,19 +124,20 @@ def _sort_value(x: Any) -> str:
     return repr(round(float(x), 10)) if _finite(x) else ""
 
 
-def _stat(r: pd.Series, m: str, digits: int, scale: float = 1.0) -> Cell:
-    return Cell(_mean_ci(r[f"{m}_mean"], r[f"{m}_ci"], digits, scale), _sort_value(r[f"{m}_mean"]))
+def _stat(m: str, digits: int, scale: float = 1.0) -> Callable[[pd.Series], Cell]:
+    return lambda r: Cell(_mean_ci(r.get(f"{m}_mean"), r.get(f"{m}_ci"), digits, scale),
+                          _sort_value(r.get(f"{m}_mean")))  # fmt: skip
 
 
-def _numcell(r: pd.Series, m: str, fmt: str, suffix: str = "") -> Cell:
-    return Cell(_num(r[f"{m}_mean"], fmt, suffix), _sort_value(r[f"{m}_mean"]))
+def _numcell(col: str, fmt: str, suffix: str = "") -> Callable[[pd.Series], Cell]:
+    return lambda r: Cell(_num(r.get(col), fmt, suffix), _sort_value(r.get(col)))
 
 
 def _vs_best(r: pd.Series) -> Cell:
     """ "best", "≈ p=0.41" (not distinguishable from the best), "p=0.003", or "–" (no test)."""
     if r.get("best_params_id") is not None and r["params_id"] == r.get("best_params_id"):
         return Cell("best", "-1")
-    p = r.get("tow_p_vs_best")
+    p = r.get("tow_auc_p_vs_best")
     if not _finite(p):
         return Cell("–")
     text = f"p={float(p):.2g}"
@@ -141,6 +145,31 @@ def _vs_best(r: pd.Series) -> Cell:
     if isinstance(tied, bool | np.bool_) and tied:
         text = "≈ " + text
     return Cell(text, _sort_value(p))
+
+
+def _margin(r: pd.Series) -> Cell:
+    """``+0.412 ± 0.031 (p=0.001)``: paired AUC margin over ``original``."""
+    m = r.get("margin_vs_original")
+    if not _finite(m):
+        return Cell("–")
+    if r["method"] == "original":
+        return Cell("0 (reference)", _sort_value(0.0))
+    text = f"{float(m):+.3f}"
+    if _finite(r.get("margin_vs_original_ci")):
+        text += f" ± {float(r['margin_vs_original_ci']):.3f}"
+    if _finite(r.get("margin_vs_original_p")):
+        text += f" (p={float(r['margin_vs_original_p']):.2g})"
+    return Cell(text, _sort_value(m))
+
+
+def _klom(r: pd.Series) -> Cell:
+    m = r.get("klom_mean")
+    if not _finite(m):
+        return Cell("–")
+    text = f"{float(m):.3g}"
+    if _finite(r.get("klom_lo")) and _finite(r.get("klom_hi")):
+        text += f" [{float(r['klom_lo']):.3g}, {float(r['klom_hi']):.3g}]"
+    return Cell(text, _sort_value(m))
 
 
 def _relearn(r: pd.Series) -> Cell:
@@ -151,36 +180,70 @@ def _relearn(r: pd.Series) -> Cell:
     return Cell(("≥" if capped else "") + f"{float(mean):.0f}", _sort_value(mean))
 
 
-def _table_rows(summary: pd.DataFrame) -> list[list[Cell]]:
-    """Rows ranked by final ToW (best first; rows without a ToW last), the best non-retrain in bold."""
-    s = summary.assign(_tow=summary["tow_mean"].where(summary["tow_mean"].map(_finite)))
-    s = s.sort_values(["_tow", "method", "params_id"], ascending=[False, True, True], na_position="last",
-                      kind="mergesort")  # fmt: skip
-    eligible = s[(s["method"] != "retrain") & s["_tow"].notna()]
-    best = eligible["_tow"].max() if len(eligible) else math.nan
-    rows = []
-    for _, r in s.iterrows():
-        is_best = _finite(best) and r["method"] != "retrain" and r["_tow"] == best
-        tow_cell = _stat(r, "tow", 3)
-        tow_cell.bold = bool(is_best)
-        notes = _notes(r)
-        rows.append([
-            Cell(str(r["params_id"]), str(r["params_id"]), code=True),
-            tow_cell,
-            _vs_best(r),
-            _stat(r, "acc_forget", 1, 100.0),
-            _stat(r, "acc_retain", 1, 100.0),
-            _stat(r, "acc_test", 1, 100.0),
-            _stat(r, "mia_efficacy", 1, 100.0),
-            _numcell(r, "js_test", ".4f"),
-            _numcell(r, "js_ratio_forget", ".2f"),
-            _relearn(r),
-            _numcell(r, "wall_s", ".3g"),
-            _numcell(r, "speedup", ".3g", "×"),
-            Cell(f"{r['n_ok']}/{r['n_seeds']}", str(r["n_ok"])),
-            Cell(notes, notes),
-        ])  # fmt: skip
-    return rows
+def _params(r: pd.Series) -> Cell:
+    pid = _str(r["params_id"])
+    n = r.get("n_params")
+    how = _str(r.get("params_choice"))
+    text = pid
+    if _finite(n) and int(n) > 1:
+        text += f" ({how} of {int(n)})"
+    return Cell(text, pid)
+
+
+def _any_finite(col: str) -> Callable[[pd.DataFrame], bool]:
+    return lambda s: col in s.columns and bool(s[col].map(_finite).any())
+
+
+def _code(r: pd.Series) -> Cell:
+    text = _str(r.get("code_hash"))
+    return Cell(text, text, code=bool(text))
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("method", "Method", lambda r: Cell(_str(r["method"]), _str(r["method"]), code=True), False),
+    Column("params", "Params", _params, numeric=False),
+    Column("tow_auc", "ToW AUC ↑", _stat("tow_auc", 3)),
+    Column("vs_best", "vs best", _vs_best),
+    Column("margin", "Δ AUC vs original", _margin),
+    Column("tow_step1", "ToW step 1", _stat("tow_step1", 3)),
+    Column("tow_final", "ToW final", _stat("tow", 3)),
+    Column("acc_forget", "Forget acc %", _stat("acc_forget", 1, 100.0)),
+    Column("acc_forget_true", "Forget acc (true labels) %", _stat("acc_forget_true", 1, 100.0),
+           when=_any_finite("acc_forget_true_mean")),
+    Column("acc_retain", "Retain acc %", _stat("acc_retain", 1, 100.0)),
+    Column("acc_test", "Test acc %", _stat("acc_test", 1, 100.0)),
+    Column("klom", "KLoM [95% CI] ↓", _klom, when=_any_finite("klom_mean")),
+    Column("neurips", "NeurIPS score ↑", _numcell("neurips_score", ".3f"), when=_any_finite("neurips_score")),
+    Column("mia", "MIA-eff. %", _stat("mia_efficacy", 1, 100.0)),
+    Column("js_test", "JS test ↓", _numcell("js_test_mean", ".4f")),
+    Column("js_ratio", "JS/gg forget", _numcell("js_ratio_forget_mean", ".2f")),
+    Column("relearn", "Relearn", _relearn),
+    Column("wall", "Wall s", _numcell("wall_s_mean", ".3g")),
+    Column("speedup", "Speedup ×", _numcell("speedup_mean", ".3g", "×")),
+    Column("seeds", "Seeds", lambda r: Cell(f"{r['n_ok']}/{r['n_seeds']}", str(r["n_ok"]))),
+    Column("origin", "Origin", lambda r: Cell(_str(r.get("origin")), _str(r.get("origin"))), numeric=False),
+    Column("code", "Code hash", _code, numeric=False),
+    Column("notes", "Notes", lambda r: Cell(_notes(r), _notes(r)), numeric=False),
+)  # fmt: skip
+
+
+def _ranked(rows: pd.DataFrame) -> pd.DataFrame:
+    """Ranked by ToW AUC (best first; rows without one last), then method, params_id."""
+    s = rows.assign(_auc=rows["tow_auc_mean"].where(rows["tow_auc_mean"].map(_finite)))
+    return s.sort_values(["_auc", "method", "params_id"], ascending=[False, True, True], na_position="last",
+                         kind="mergesort")  # fmt: skip
+
+
+def _cells(rows: pd.DataFrame, columns: list[Column], bold_tied: bool) -> list[list[Cell]]:
+    """Table cells; the ToW AUC of the best and of those not distinguishable from it in bold."""
+    out = []
+    for _, r in _ranked(rows).iterrows():
+        cells = [c.cell(r) for c in columns]
+        tied = r.get("tied_with_best")
+        if bold_tied and r["method"] != "retrain" and isinstance(tied, bool | np.bool_) and tied:
+            cells[[c.key for c in columns].index("tow_auc")].bold = True
+        out.append(cells)
+    return out
 
 
 def _gold_line(final: pd.DataFrame) -> str:
@@ -189,12 +252,11 @@ def _gold_line(final: pd.DataFrame) -> str:
         return ""
     parts = [
         f"{name} {_num(ok[col].mean() * 100, '.1f')}%"
-        for name, col in (
-            ("forget", "gold_acc_forget"),
-            ("retain", "gold_acc_retain"),
-            ("test", "gold_acc_test"),
-        )
+        for name, col in (("forget", "gold_acc_forget"), ("retain", "gold_acc_retain"),
+                          ("test", "gold_acc_test"))
     ]
+    if ok["gold_acc_forget_true"].notna().any():
+        parts.append(f"forget (true labels) {_num(ok['gold_acc_forget_true'].mean() * 100, '.1f')}%")
     text = "Retrained (gold) model: " + ", ".join(parts)
     if ok["gold_mia_efficacy"].notna().any():
         text += f"; MIA-efficacy {_num(ok['gold_mia_efficacy'].mean() * 100, '.1f')}%"
@@ -206,37 +268,42 @@ def _gold_line(final: pd.DataFrame) -> str:
     return text + " (means over seeds)."
 
 
-def _neurips_line(summary: pd.DataFrame) -> str:
-    """One line with the NeurIPS 2023 competition scores of the table's rows, when any is available."""
-    s = summary[summary["neurips_score_mean"].map(_finite)]
-    if s.empty:
+def _floor_line(head: pd.DataFrame) -> str:
+    floor = head["floor_tow_auc"].dropna() if "floor_tow_auc" in head.columns else pd.Series(dtype=float)
+    if floor.empty:
         return ""
-    s = s.sort_values(["neurips_score_mean", "params_id"], ascending=[False, True], kind="mergesort")
-    n_ex = s["neurips_n_examples_mean"].max()
-    scores = ", ".join(f"`{r['params_id']}` {float(r['neurips_score_mean']):.3f}" for _, r in s.iterrows())
-    return (f"NeurIPS 2023 unlearning-competition score (forgetting quality × utility, higher is better; "
-            f"low precision: estimated from the seeds whose forget sets share an example, "
-            f"{_num(n_ex, '.0f')} forget examples, vs 512 models per example in the competition): "
-            f"{scores}.")  # fmt: skip
+    ci = head["floor_tow_auc_ci"].dropna()
+    f = float(floor.iloc[0])
+    text = f"**Noise floor**: `retrain` (an independent retrain, judged like a method) has ToW AUC {f:.3f}"
+    if len(ci):
+        text += f" ± {float(ci.iloc[0]):.3f}"
+    text += f", i.e. 1 − AUC = {1 - f:.3f}: a method this close to 1 is as good as retraining."
+    klom_floor = head["klom_floor"].dropna() if "klom_floor" in head.columns else pd.Series(dtype=float)
+    if len(klom_floor):
+        text += f" KLoM of another retrain population: {float(klom_floor.median()):.3g}."
+    return text
 
 
-def build_tables(df: pd.DataFrame) -> list[Table]:
-    """The leaderboard tables, one per (suite, protocol), sorted by name."""
-    data = normalise(df)
-    summary = summarise(data)
-    final = final_rows(data)
-    tables = []
-    for (suite, proto), sub in summary.groupby(["suite", "protocol"], sort=True, dropna=False):
-        in_proto = (data["suite"] == suite) & (data["protocol"] == proto)
-        steps = data.loc[in_proto, "step"].dropna()
-        t = Table(str(suite), str(proto), int(steps.max()) if len(steps) else None)
-        t.rows = _table_rows(sub)
-        t.gold = _gold_line(final[(final["suite"] == suite) & (final["protocol"] == proto)])
-        nips = _neurips_line(sub)
-        if nips:
-            t.extra.append(nips)
-        tables.append(t)
-    return tables
+def _grid_note(head: pd.DataFrame) -> str:
+    n = head["n_params"].fillna(1).astype(int)
+    multi = head[n > 1]
+    if multi.empty:
+        return ""
+    return (f"{len(multi)} method(s) have several parameter settings: the row shows the one named like the "
+            f"method, else the one the tuning stage selected, else the first (see *Params*); every setting "
+            f"is in `summary.csv`.")  # fmt: skip
+
+
+@dataclass
+class Leaderboard:
+    """Everything the templates need: tables grouped by suite, plots, links and provenance."""
+
+    tables: list[Table]
+    suites: list[dict[str, Any]]  # {"name", "meta", "tables", "plots": [(title, rel)]}
+    provenance: list[tuple[str, Any]]
+    links: list[tuple[str, str]]
+    summary: pd.DataFrame
+    headline: pd.DataFrame
 
 
 def _suite_meta(data: pd.DataFrame, suite: str) -> str:
@@ -270,165 +337,103 @@ def _fmt_value(v: Any) -> str:
     return str(v)
 
 
-# ------------------------------------------------------------------------------------------- markdown
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_cell(c: Cell) -> str:
-    text = _md_escape(c.text)
-    if c.code and text:
-        text = f"`{text}`"
-    if c.bold and text:
-        text = f"**{text}**"
-    return text
-
-
-def render_markdown(
+def build(
     df: pd.DataFrame,
-    plots: dict[str, list[tuple[str, str]]],
-    provenance: dict | None,
+    population: pd.DataFrame | None = None,
+    plots: dict[str, list[tuple[str, str]]] | None = None,
+    provenance: dict | None = None,
     links: Sequence[tuple[str, str]] = (),
-) -> str:
-    """README.md text. ``plots`` maps a suite to its (title, relative path) figures; ``links`` are
-    (title, relative path) pages listed under the introduction."""
+) -> Leaderboard:
+    """The leaderboard's content: summary (full grid, with population columns), headline and tables."""
     data = normalise(df)
-    lines = [f"# {TITLE}", "", "## How to read this", "", HOW_TO_READ, ""]
-    lines += [f"See also: [{title}]({rel})." for title, rel in links] + ([""] if links else [])
-    tables = build_tables(data)
-    if not tables:
-        lines += ["*No results.*", ""]
+    seeds = seed_table(data)
+    summary = attach_population(summarise(data), population)
+    head = headline(summary, seeds, data)
+    final = final_rows(data)
+    tables = []
+    for (suite, proto), sub in head.groupby(["suite", "protocol"], sort=True, dropna=False):
+        steps = data.loc[(data["suite"] == suite) & (data["protocol"] == proto), "step"].dropna()
+        t = Table(str(suite), str(proto), int(steps.max()) if len(steps) else None)
+        t.columns = [c for c in COLUMNS if c.when is None or c.when(sub)]
+        t.rows = _cells(sub, t.columns, bold_tied=True)
+        grid = summary[(summary["suite"] == suite) & (summary["protocol"] == proto)]
+        grid_cols = [c for c in t.columns if c.key != "params"]
+        grid_cols.insert(1, Column("params_id", "params_id", lambda r: Cell(_str(r["params_id"]),
+                                                                            _str(r["params_id"]), code=True),
+                                   numeric=False))  # fmt: skip
+        t.grid_columns = grid_cols
+        t.grid = _cells(grid, grid_cols, bold_tied=True)
+        t.notes = [line for line in (
+            _floor_line(sub),
+            _gold_line(final[(final["suite"] == suite) & (final["protocol"] == proto)]),
+            _grid_note(sub),
+        ) if line]  # fmt: skip
+        tables.append(t)
+    suites = []
     for suite in sorted({t.suite for t in tables}):
-        lines += [f"## Suite `{suite}`", ""]
-        meta = _suite_meta(data, suite)
-        if meta:
-            lines += [meta, ""]
-        for t in (t for t in tables if t.suite == suite):
-            step = f" — after request {t.final_step}" if t.final_step is not None else ""
-            lines += [f"### Protocol `{t.protocol}`{step}", ""]
-            lines.append("| " + " | ".join(COLUMNS) + " |")
-            lines.append("|" + "|".join([":---"] + ["---:"] * (len(COLUMNS) - 2) + [":---"]) + "|")
-            for row in t.rows:
-                lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
-            lines.append("")
-            if t.gold:
-                lines += [t.gold, ""]
-            for line in t.extra:
-                lines += [line, ""]
-        if plots.get(suite):
-            lines += ["#### Plots", ""]
-            for title, rel in plots[suite]:
-                lines += [f"[![{title}]({rel})]({rel})", ""]
-    lines += ["## Provenance", ""]
-    for key, value in _provenance_items(data, provenance):
-        if isinstance(value, dict):
-            lines.append(f"- **{key}**:")
-            lines += [f"  - {k}: {_fmt_value(value[k])}" for k in sorted(value, key=str)]
-        else:
-            lines.append(f"- **{key}**: {_fmt_value(value)}")
-    lines.append("")
-    return "\n".join(lines)
+        suites.append({"name": suite, "meta": _suite_meta(data, suite),
+                       "tables": [t for t in tables if t.suite == suite],
+                       "plots": (plots or {}).get(suite, [])})  # fmt: skip
+    prov = [(k, v if isinstance(v, dict) else _fmt_value(v)) for k, v in _provenance_items(data, provenance)]
+    return Leaderboard(tables, suites, prov, list(links), summary, head)
 
 
-# ----------------------------------------------------------------------------------------------- html
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
-padding:0 1em;color:#222;line-height:1.45}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right;white-space:nowrap}
-td:first-child,th:first-child,td:last-child,th:last-child{text-align:left;white-space:normal}
-th{background:#f2f2f2;cursor:pointer;user-select:none}
-th[data-dir=asc]::after{content:" \\25B2"}th[data-dir=desc]::after{content:" \\25BC"}
-tr:nth-child(even) td{background:#fafafa}
-code{background:#f4f4f4;padding:0 .2em}
-img{max-width:100%;border:1px solid #eee;margin:.5em 0}
-""".strip()
-
-_JS = """
-document.querySelectorAll("table.lb th").forEach(function (th) {
-  th.addEventListener("click", function () {
-    var table = th.closest("table"), body = table.tBodies[0];
-    var idx = Array.prototype.indexOf.call(th.parentNode.children, th);
-    var asc = th.getAttribute("data-dir") !== "asc";
-    table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("data-dir"); });
-    th.setAttribute("data-dir", asc ? "asc" : "desc");
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = a.cells[idx].getAttribute("data-v"), y = b.cells[idx].getAttribute("data-v");
-      if (x === "" && y === "") return 0;
-      if (x === "") return 1;
-      if (y === "") return -1;
-      var nx = Number(x), ny = Number(y), c;
-      c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-      return asc ? c : -c;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-  });
-});
-""".strip()
+# -------------------------------------------------------------------------------------------- templates
+def md_escape(text: str) -> str:
+    """Text for a Markdown table cell: ``|`` escaped, newlines folded."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _html_cell(c: Cell) -> str:
-    text = html.escape(c.text)
-    if c.code and text:
-        text = f"<code>{text}</code>"
-    if c.bold and text:
-        text = f"<strong>{text}</strong>"
-    return f'<td data-v="{html.escape(c.sort)}">{text}</td>'
+_INLINE = (("**", "strong"), ("*", "em"), ("`", "code"))
 
 
-def render_html(
-    df: pd.DataFrame,
-    plots: dict[str, list[tuple[str, str]]],
-    provenance: dict | None,
-    links: Sequence[tuple[str, str]] = (),
-) -> str:
-    """index.html text: the README tables with click-to-sort headers, and the plots (self-contained
-    apart from the PNG files it references)."""
-    data = normalise(df)
-    e = html.escape
-    how = e(HOW_TO_READ)
-    for marker, tag in (("**", "strong"), ("*", "em"), ("`", "code")):  # the paragraph's light markdown
-        parts = how.split(marker)
-        how = "".join(p if i % 2 == 0 else f"<{tag}>{p}</{tag}>" for i, p in enumerate(parts))
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           f"<title>{e(TITLE)}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>",
-           f"<h1>{e(TITLE)}</h1>", "<h2>How to read this</h2>", f"<p>{how}</p>",
-           "<p><em>Click a column header to sort.</em></p>"]  # fmt: skip
-    out += [f'<p>See also: <a href="{e(rel)}">{e(title)}</a>.</p>' for title, rel in links]
-    tables = build_tables(data)
-    if not tables:
-        out.append("<p><em>No results.</em></p>")
-    for suite in sorted({t.suite for t in tables}):
-        out.append(f"<h2>Suite <code>{e(suite)}</code></h2>")
-        meta = _suite_meta(data, suite)
-        if meta:
-            out.append(f"<p>{e(meta)}</p>")
-        for t in (t for t in tables if t.suite == suite):
-            step = f" — after request {t.final_step}" if t.final_step is not None else ""
-            out.append(f"<h3>Protocol <code>{e(t.protocol)}</code>{e(step)}</h3>")
-            out.append('<table class="lb">')
-            out.append("<thead><tr>" + "".join(f"<th>{e(c)}</th>" for c in COLUMNS) + "</tr></thead>")
-            out.append("<tbody>")
-            out += ["<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in t.rows]
-            out.append("</tbody></table>")
-            if t.gold:
-                out.append(f"<p>{e(t.gold)}</p>")
-            out += [f"<p>{e(line)}</p>" for line in t.extra]
-        for title, rel in plots.get(suite, []):
-            out.append(
-                f'<figure><img src="{e(rel)}" alt="{e(title)}"><figcaption>{e(title)}</figcaption></figure>'
-            )
-    out.append("<h2>Provenance</h2>")
-    out.append("<ul>")
-    for key, value in _provenance_items(data, provenance):
-        if isinstance(value, dict):
-            sub = "".join(f"<li>{e(str(k))}: {e(_fmt_value(value[k]))}</li>" for k in sorted(value, key=str))
-            out.append(f"<li><strong>{e(key)}</strong>:<ul>{sub}</ul></li>")
-        else:
-            out.append(f"<li><strong>{e(key)}</strong>: {e(_fmt_value(value))}</li>")
-    out += ["</ul>", f"<script>\n{_JS}\n</script>", "</body>", "</html>", ""]
-    return "\n".join(out)
+def md_inline(text: str) -> str:
+    """HTML for one paragraph of light Markdown: escaped, then ``**bold**``, ``*em*``, `` `code` `` and
+    ``[title](href)`` links converted (nothing else is used in the pages' Markdown)."""
+    out = html.escape(str(text), quote=True)
+    code_parts = out.split("`")  # code spans first, so that * inside them stays literal
+    for i in range(0, len(code_parts), 2):
+        part = code_parts[i]
+        for marker, tag in _INLINE[:2]:
+            bits = part.split(marker)
+            part = "".join(b if j % 2 == 0 else f"<{tag}>{b}</{tag}>" for j, b in enumerate(bits))
+        part = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', part)
+        code_parts[i] = part
+    return "".join(p if i % 2 == 0 else f"<code>{p}</code>" for i, p in enumerate(code_parts))
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["md_escape"] = md_escape
+    env.filters["md_inline"] = lambda t: jinja2.utils.markupsafe.Markup(md_inline(t))
+    return env
+
+
+def _how_to_read() -> list[str]:
+    text = (TEMPLATES / "how_to_read.md").read_text(encoding="utf-8")
+    return [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
+
+
+def render_markdown(lb: Leaderboard) -> str:
+    """README.md text (template ``readme.md.j2``)."""
+    return _environment().get_template("readme.md.j2").render(title=TITLE, how=_how_to_read(), lb=lb)
+
+
+def render_html(lb: Leaderboard) -> str:
+    """index.html text (template ``index.html.j2`` with ``style.css`` and ``script.js`` inlined):
+    tabs per suite, a section per protocol, sortable headers, a filter box, sticky method column."""
+    env = _environment()
+    return env.get_template("index.html.j2").render(
+        title=TITLE, how=_how_to_read(), lb=lb, css=(TEMPLATES / "style.css").read_text(encoding="utf-8"),
+        js=(TEMPLATES / "script.js").read_text(encoding="utf-8"),
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ io
@@ -449,15 +454,23 @@ EXTRA_PAGES: tuple[tuple[str, str], ...] = (
 )
 
 
-def write_leaderboard(df: pd.DataFrame, out_dir: Path, provenance: dict | None = None) -> list[Path]:
+def write_leaderboard(
+    df: pd.DataFrame,
+    out_dir: Path,
+    provenance: dict | None = None,
+    population: pd.DataFrame | None = None,
+    population_examples: pd.DataFrame | None = None,
+) -> list[Path]:
     """Render the result rows ``df`` into ``out_dir``; returns the paths written.
 
-    Writes ``README.md``, ``index.html``, ``metrics.json`` (:func:`metrics_json`, sorted keys,
-    indent 2), ``summary.csv`` (:func:`summarise`, the final-step summary), ``<suite>.csv`` (the
-    per-step per-seed rows of each suite, sorted by protocol, method, params_id, seed, step, in
-    :data:`RESULT_COLUMNS` order then any extra columns by name) and ``plots/<suite>_*.png``.
-    ``provenance`` (e.g. ``{"git_rev": ..., "packages": {...}, "hardware": ...}``) is listed at the
-    end of the README and the HTML page.
+    Writes ``README.md``, ``index.html``, ``metrics.json`` (:func:`metrics_json` of the headline,
+    sorted keys, indent 2), ``summary.csv`` (every params_id: :func:`summarise` plus the population
+    columns), ``headline.csv`` (one row per method), ``<suite>.csv`` (the per-step per-seed rows of each
+    suite, sorted by protocol, method, params_id, seed, step, in :data:`RESULT_COLUMNS` order then any
+    extra columns by name) and ``plots/<suite>_*.png``. ``population`` / ``population_examples`` are the
+    optional ``results/<suite>_population.csv`` / ``_population_examples.csv`` rows
+    (:mod:`benchmark.leaderboard.population`); without them the KLoM / NeurIPS columns and the KLoM CDF
+    are omitted. ``provenance`` (e.g. ``{"git_rev": ..., "packages": {...}}``) is listed at the end.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -465,29 +478,31 @@ def write_leaderboard(df: pd.DataFrame, out_dir: Path, provenance: dict | None =
     data = data.sort_values([*GROUP_KEYS, "seed", "step"], na_position="last", kind="mergesort")
     data = data.reset_index(drop=True)
 
-    plot_files = make_plots(data, out_dir / "plots")
+    lb = build(data, population, None, provenance)
+    plot_files = make_plots(data, out_dir / "plots", head=lb.headline, examples=population_examples)
     plots: dict[str, list[tuple[str, str]]] = {}
     for suite in sorted(data["suite"].dropna().unique()):
         for kind, title in PLOT_KINDS.items():
             p = plot_path(out_dir / "plots", suite, kind)
             if p in plot_files:
                 plots.setdefault(str(suite), []).append((title, p.relative_to(out_dir).as_posix()))
+    for s in lb.suites:
+        s["plots"] = plots.get(s["name"], [])
+    lb.links = [(title, rel) for title, rel in EXTRA_PAGES if (out_dir / rel).is_file()]
 
-    links = [(title, rel) for title, rel in EXTRA_PAGES if (out_dir / rel).is_file()]
     written: list[Path] = []
     readme = out_dir / "README.md"
-    readme.write_text(render_markdown(data, plots, provenance, links), encoding="utf-8")
+    readme.write_text(render_markdown(lb), encoding="utf-8")
     written.append(readme)
     index = out_dir / "index.html"
-    index.write_text(render_html(data, plots, provenance, links), encoding="utf-8")
+    index.write_text(render_html(lb), encoding="utf-8")
     written.append(index)
-
-    summary = summarise(data)
     metrics = out_dir / "metrics.json"
-    metrics.write_text(json.dumps(metrics_json(summary), indent=2, sort_keys=True, allow_nan=False) + "\n",
-                       encoding="utf-8")  # fmt: skip
+    text = json.dumps(metrics_json(lb.headline), indent=2, sort_keys=True, allow_nan=False)
+    metrics.write_text(text + "\n", encoding="utf-8")
     written.append(metrics)
-    written.append(write_csv(summary, out_dir / "summary.csv"))
+    written.append(write_csv(lb.summary, out_dir / "summary.csv"))
+    written.append(write_csv(lb.headline, out_dir / "headline.csv"))
     for suite, rows in data.groupby("suite", sort=True):
         written.append(write_csv(rows, out_dir / _suite_file(str(suite))))
     return written + plot_files

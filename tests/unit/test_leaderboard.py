@@ -9,19 +9,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from benchmark.leaderboard import (
     PAIRED_COLUMNS,
     RESULT_COLUMNS,
+    choose_params,
     final_rows,
+    headline,
     mean_ci,
     metrics_json,
     normalise,
     plot_suite,
+    population_summary,
+    seed_table,
     summarise,
     summarise_steps,
     write_leaderboard,
 )
+from benchmark.leaderboard.plots import clip_band, repel
+from benchmark.leaderboard.render import md_inline
 
 T_975_2 = 4.302653  # scipy.stats.t.ppf(0.975, 2), i.e. n = 3 seeds
 SKIP_REASON = "needs an explicit Hessian: 1.2M parameters > 50k limit"
@@ -132,56 +139,179 @@ def test_final_rows_one_per_seed():
     assert fr.loc[fr["params_id"] == "ft", "step"].tolist() == [2, 2, 2]
 
 
+def _headline_of(df: pd.DataFrame) -> pd.DataFrame:
+    return headline(summarise(df), seed_table(df), df)
+
+
 def test_metrics_json_rounds_and_nulls():
-    mj = metrics_json(summarise(_small_frame()))
+    mj = metrics_json(_headline_of(_small_frame()))
     cell = mj["s"]["p"]
-    assert set(cell) == {"bad[x=1]", "ft", "nw", "short"}
-    assert cell["ft"] == {"tow": 0.8, "acc_forget": 0.5, "js_test": None, "wall_s": None, "speedup": None,
-                          "mia_efficacy": None, "js_ratio_forget": None, "neurips_score": None,
-                          "tow_p_vs_best": None}  # fmt: skip
-    assert cell["nw"]["tow"] is None
-    summ = summarise(_small_frame())
-    summ.loc[summ["params_id"] == "ft", "tow_mean"] = 0.123456789
-    assert metrics_json(summ)["s"]["p"]["ft"]["tow"] == 0.1235
+    assert set(cell) == {"bad", "ft", "nw", "short"}  # one entry per method
+    # ft: AUC per seed (0.5+0.8)/2, (0.6+0.9)/2, (0.4+0.7)/2 -> 0.65; final ToW 0.8; no original/population
+    assert cell["ft"] == {"tow_auc": 0.65, "tow_final": 0.8, "margin_vs_original": None, "klom_mean": None,
+                          "neurips_score": None}  # fmt: skip
+    assert cell["nw"]["tow_auc"] is None
+    head = _headline_of(_small_frame())
+    head.loc[head["method"] == "ft", "tow_auc_mean"] = 0.123456789
+    assert metrics_json(head)["s"]["p"]["ft"]["tow_auc"] == 0.1235
     json.dumps(mj, allow_nan=False)  # strict JSON: no NaN
 
 
+def test_auc_per_seed_by_hand():
+    seeds = seed_table(_small_frame()).set_index(["params_id", "seed"])
+    for s, (t1, t2) in enumerate([(0.5, 0.8), (0.6, 0.9), (0.4, 0.7)]):
+        assert seeds.loc[("ft", s), "tow_auc"] == pytest.approx((t1 + t2) / 2)
+        assert seeds.loc[("ft", s), "tow_step1"] == pytest.approx(t1)
+        assert seeds.loc[("ft", s), "tow"] == pytest.approx(t2)
+    assert seeds.loc[("bad[x=1]", 0), "tow_auc"] == pytest.approx(0.25)
+    assert math.isnan(seeds.loc[("bad[x=1]", 1), "tow_auc"])  # failed at step 1: no AUC
+    assert math.isnan(seeds.loc[("bad[x=1]", 2), "tow_auc"])  # step 1 missing, step 2 timed out
+    assert math.isnan(seeds.loc[("short", 0), "tow_auc"])  # stopped after step 1 of 2
+    assert seeds.loc[("short", 0), "tow_step1"] == pytest.approx(0.9)
+    summ = summarise(_small_frame()).set_index("params_id")
+    assert summ.loc["ft", "tow_auc_mean"] == pytest.approx(0.65)
+    assert summ.loc["ft", "tow_auc_ci"] == pytest.approx(T_975_2 * 0.1 / math.sqrt(3), rel=1e-6)
+    assert summ.loc["ft", "tow_step1_mean"] == pytest.approx(0.5)
+
+
+def test_margin_vs_original_matches_scipy():
+    rows = [r for r in _small_frame().to_dict("records") if r["params_id"] == "ft"]
+    orig = [(0.1, 0.0), (0.05, 0.1), (0.2, 0.2)]
+    for s, (t1, t2) in enumerate(orig):
+        rows += [_row(method="original", params_id="original", seed=s, step=1, tow=t1),
+                 _row(method="original", params_id="original", seed=s, step=2, tow=t2)]  # fmt: skip
+    rows += [_row(method="retrain", params_id="retrain", seed=s, step=k, tow=0.99 - 0.01 * s)
+             for s in range(3) for k in (1, 2)]  # fmt: skip
+    summ = summarise(pd.DataFrame(rows)).set_index("params_id")
+    ft_auc = np.array([0.65, 0.75, 0.55])
+    orig_auc = np.array([np.mean(o) for o in orig])
+    d = ft_auc - orig_auc
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    ft = summ.loc["ft"]
+    assert ft["margin_vs_original"] == pytest.approx(d.mean())
+    assert ft["margin_vs_original_ci"] == pytest.approx(half)
+    assert ft["margin_vs_original_p"] == pytest.approx(stats.ttest_rel(ft_auc, orig_auc).pvalue)
+    assert ft["margin_n_pairs"] == 3
+    assert summ.loc["original", "margin_vs_original"] == 0.0
+    assert math.isnan(summ.loc["original", "margin_vs_original_ci"])
+    # the noise floor is the retrain AUC, on every row of the protocol
+    np.testing.assert_allclose(summ["floor_tow_auc"].to_numpy(float), 0.98)
+    assert summ.loc["ft", "best_params_id"] == "ft"  # retrain (0.98) is not eligible for the best
+
+
 def _paired_frame() -> pd.DataFrame:
-    """_small_frame plus methods whose final ToW differs from the best (ft: 0.8, 0.9, 0.7) by set amounts."""
+    """_small_frame plus methods whose ToW AUC differs from the best's (ft: 0.65, 0.75, 0.55) by set
+    amounts (the same ToW at both steps, so the AUC is that value)."""
     rows = []
-    for s, (same, close, far) in enumerate([(0.8, 0.7, 0.1), (0.9, 0.7, 0.2), (0.7, 0.6, 0.1)]):
+    for s, (same, close, far) in enumerate([(0.65, 0.55, 0.0), (0.75, 0.55, 0.1), (0.55, 0.45, 0.0)]):
         for pid, v in (("same", same), ("close", close), ("far", far)):
-            rows.append(_row(method=pid, params_id=pid, seed=s, step=2, tow=v))
+            rows += [_row(method=pid, params_id=pid, seed=s, step=k, tow=v) for k in (1, 2)]
     return pd.concat([_small_frame(), pd.DataFrame(rows)], ignore_index=True)
 
 
 def test_paired_t_test_against_best_by_hand():
     summ = summarise(_paired_frame()).set_index("params_id")
     assert set(PAIRED_COLUMNS) <= set(summ.columns)
-    assert (summ["best_params_id"].dropna() == "ft").all()
+    assert (summ["best_params_id"].dropna() == "ft").all()  # ties with "same": first by method name
     ft = summ.loc["ft"]
-    assert ft["tied_with_best"] is True and ft["tow_diff_vs_best"] == 0.0 and math.isnan(ft["tow_p_vs_best"])
+    assert ft["tied_with_best"] is True and ft["tow_auc_diff_vs_best"] == 0.0
+    assert math.isnan(ft["tow_auc_p_vs_best"])
     # close - ft = -0.1, -0.2, -0.1: mean -2/15, sd 1/sqrt(300) -> t = -4 on 2 dof;
     # for 2 dof the two-sided p = 1 - |t| / sqrt(t^2 + 2) = 1 - 4/sqrt(18) = 0.057191
     close = summ.loc["close"]
-    assert close["tow_diff_vs_best"] == pytest.approx(-2 / 15)
-    assert close["tow_p_vs_best"] == pytest.approx(1 - 4 / math.sqrt(18), abs=1e-9)
-    assert close["tied_with_best"] is True and close["tow_n_pairs"] == 3  # p >= 0.05: not distinguishable
-    far = summ.loc["far"]  # -0.7, -0.7, -0.6: t = -0.6667 / (0.057735 / sqrt 3) = -20 -> p = 0.00249
-    assert far["tow_p_vs_best"] == pytest.approx(1 - 20 / math.sqrt(402), abs=1e-9)
+    assert close["tow_auc_diff_vs_best"] == pytest.approx(-2 / 15)
+    assert close["tow_auc_p_vs_best"] == pytest.approx(1 - 4 / math.sqrt(18), abs=1e-9)
+    assert close["tied_with_best"] is True and close["tow_auc_n_pairs"] == 3  # p >= 0.05
+    far = summ.loc["far"]  # -0.65, -0.65, -0.55
+    d = np.array([-0.65, -0.65, -0.55])
+    assert far["tow_auc_p_vs_best"] == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue, rel=1e-9)
     assert far["tied_with_best"] is False
     same = summ.loc["same"]  # identical values on every seed: p = 1
-    assert same["tow_p_vs_best"] == 1.0 and same["tied_with_best"] is True
-    bad = summ.loc["bad[x=1]"]  # one ok seed: no test
-    assert math.isnan(bad["tow_p_vs_best"]) and bad["tied_with_best"] is None and bad["tow_n_pairs"] == 1
+    assert same["tow_auc_p_vs_best"] == 1.0 and same["tied_with_best"] is True
+    bad = summ.loc["bad[x=1]"]  # one seed with an AUC: no test
+    assert math.isnan(bad["tow_auc_p_vs_best"]) and bad["tied_with_best"] is None
+    assert bad["tow_auc_n_pairs"] == 1
 
 
-def test_population_metric_is_reported_once_without_ci():
-    df = _small_frame()
-    df.loc[df["params_id"] == "ft", "neurips_score"] = 0.25
-    summ = summarise(df).set_index("params_id")
-    assert summ.loc["ft", "neurips_score_mean"] == 0.25 and math.isnan(summ.loc["ft", "neurips_score_ci"])
-    assert math.isnan(summ.loc["bad[x=1]", "neurips_score_mean"])
+def _grid_frame(selected: str | None) -> pd.DataFrame:
+    rows = []
+    for pid, v in (("sgd", 0.6), ("sgd[lr=0.1]", 0.9), ("adam[lr=1]", 0.5), ("adam[lr=2]", 0.7)):
+        method = pid.split("[")[0]
+        for s in range(3):
+            for k in (1, 2):
+                r = _row(method=method, params_id=pid, seed=s, step=k, tow=v + 0.01 * s)
+                if selected is not None:
+                    r["selected"] = pid == selected
+                rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def test_headline_one_row_per_method():
+    head = _headline_of(_grid_frame(None)).set_index("method")
+    assert list(head.index) == ["adam", "sgd"]
+    # sgd: the params_id named like the method wins over a better one; adam: the first in sort order
+    assert head.loc["sgd", "params_id"] == "sgd" and head.loc["sgd", "params_choice"] == "default"
+    assert head.loc["adam", "params_id"] == "adam[lr=1]" and head.loc["adam", "params_choice"] == "first"
+    assert (head["n_params"] == 2).all()
+    # best recomputed among the headline rows: sgd (0.61) beats adam[lr=1] (0.51)
+    assert (head["best_params_id"] == "sgd").all()
+    sel = _headline_of(_grid_frame("adam[lr=2]")).set_index("method")
+    assert sel.loc["adam", "params_id"] == "adam[lr=2]" and sel.loc["adam", "params_choice"] == "selected"
+    assert sel.loc["sgd", "params_id"] == "sgd"  # the exact name still comes first
+    assert choose_params("m", ["m[b=2]", "m[a=1]"], set()) == ("m[a=1]", "first")
+    assert choose_params("m", ["m[b=2]", "m[a=1]"], {"m[b=2]"}) == ("m[b=2]", "selected")
+    assert len(summarise(_grid_frame(None))) == 4  # the full grid stays in the summary
+
+
+def test_ci_band_clipped_to_valid_range():
+    lo, hi = clip_band(np.array([0.95, 0.05, 0.5]), np.array([0.1, 0.2, 0.1]), "tow")
+    np.testing.assert_allclose(lo, [0.85, 0.0, 0.4])
+    np.testing.assert_allclose(hi, [1.0, 0.25, 0.6])
+    lo, hi = clip_band(np.array([0.68]), np.array([0.1]), "js_forget")
+    assert hi[0] == pytest.approx(math.log(2)) and lo[0] == pytest.approx(0.58)
+    lo, hi = clip_band(np.array([5.0]), np.array([10.0]), "wall_s")  # no known range: unclipped
+    assert lo[0] == -5.0 and hi[0] == 15.0
+
+
+def test_repel_separates_coincident_labels():
+    pts = np.array([[100.0, 100.0], [100.0, 100.0], [101.0, 100.0], [300.0, 50.0]])
+    off = repel(pts, min_dist=12.0)
+    lab = pts + off
+    dists = [np.hypot(*(lab[i] - lab[j])) for i in range(3) for j in range(i + 1, 3)]
+    assert min(dists) > 8.0  # pushed apart (the pull-back keeps them near their points)
+    np.testing.assert_allclose(off[3], [6.0, 6.0])  # an isolated label stays at its default offset
+    np.testing.assert_array_equal(repel(pts, min_dist=12.0), off)  # deterministic
+
+
+def test_md_inline_converts_light_markdown():
+    assert md_inline("**a** *b* `c*d` <x> [t](u.md)") == (
+        '<strong>a</strong> <em>b</em> <code>c*d</code> &lt;x&gt; <a href="u.md">t</a>'
+    )
+
+
+def _population(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Population rows (steps 1 and 2, per params_id) and per-example KLoM values at both steps."""
+    pop, ex = [], []
+    keys = df[["suite", "protocol", "method", "params_id"]].drop_duplicates().itertuples(index=False)
+    for i, (suite, proto, method, pid) in enumerate(keys):
+        for step in (1, 2):
+            pop.append({"suite": suite, "protocol": proto, "method": method, "params_id": pid, "step": step,
+                        "n_unlearned": 3, "n_retrained": 3, "klom_mean": 0.1 * (i + 1) * step,
+                        "klom_lo": 0.05 * (i + 1) * step, "klom_hi": 0.2 * (i + 1) * step, "klom_p95": 1.0,
+                        "klom_floor": 0.08, "neurips_score": 0.5 - 0.01 * i, "neurips_f": 0.7, "status": "ok",
+                        "error": None})  # fmt: skip
+            ex += [{"suite": suite, "protocol": proto, "params_id": pid, "step": step, "index": j,
+                    "klom": 0.01 * (j + 1) * (i + 1)} for j in range(20)]  # fmt: skip
+    return pd.DataFrame(pop), pd.DataFrame(ex)
+
+
+def test_population_summary_takes_the_final_step():
+    pop, _ = _population(_small_frame())
+    pop = pop[~((pop["params_id"] == "nw") & (pop["step"] == 2))]  # nw has no final-step row
+    ps = population_summary(pop).set_index("params_id")
+    assert ps.loc["ft", "pop_step"] == 2 and ps.loc["ft", "klom_mean"] == pytest.approx(0.1 * 2)
+    assert ps.loc["nw", "pop_status"] == "incomplete" and math.isnan(ps.loc["nw", "klom_mean"])
+    assert population_summary(None).empty
 
 
 def test_normalise_fills_missing_columns():
@@ -197,16 +327,18 @@ def rendered(tmp_path_factory) -> tuple[Path, list[Path], pd.DataFrame]:
     df = make_results()
     out = tmp_path_factory.mktemp("lb")
     prov = {"git_rev": "deadbeef", "packages": {"torch": "2.14.1", "numpy": "2.0"}, "hardware": "cpu x16"}
-    return out, write_leaderboard(df, out, provenance=prov), df
+    pop, ex = _population(df)
+    return out, write_leaderboard(df, out, provenance=prov, population=pop, population_examples=ex), df
 
 
 def test_write_leaderboard_creates_all_files(rendered):
     out, paths, _ = rendered
     names = {p.relative_to(out).as_posix() for p in paths}
-    expected = {"README.md", "index.html", "summary.csv", "metrics.json", "cifar_cnn.csv", "mnist_mlp.csv"}
+    expected = {"README.md", "index.html", "summary.csv", "headline.csv", "metrics.json", "cifar_cnn.csv",
+                "mnist_mlp.csv"}  # fmt: skip
     for suite in ("cifar_cnn", "mnist_mlp"):
         expected |= {f"plots/{suite}_{k}.png" for k in ("tow_by_step", "pareto", "forget_acc_by_step",
-                                                          "js_by_step")}  # fmt: skip
+                                                          "js_by_step", "klom_cdf")}  # fmt: skip
     assert names == expected
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths if p.suffix == ".png")
@@ -229,14 +361,17 @@ def test_readme_content(rendered):
             assert len(lines) == 4
             by_method = {line.split("`")[1]: line for line in lines}
             # retrain has the highest ToW but is the reference: the bold best is finetune's
-            assert "**" in by_method["finetune[epochs=5]"].split("|")[2]
+            assert "**" in by_method["finetune"].split("|")[3]
             assert "**" not in by_method["retrain"] and "**" not in by_method["original"]
             assert lines[0].startswith("| `retrain`")  # ranked by ToW
-            assert f"skipped: {SKIP_REASON}" in by_method["newton[L=1]"]
-            assert "3/3" in by_method["finetune[epochs=5]"] and "0/3" in by_method["newton[L=1]"]
-            assert by_method["finetune[epochs=5]"].split("|")[3].strip() == "best"  # the "vs best" column
-            assert "p=" in by_method["original"].split("|")[3]
-        for kind in ("tow_by_step", "pareto", "forget_acc_by_step", "js_by_step"):
+            assert f"skipped: {SKIP_REASON}" in by_method["newton"]
+            assert "3/3" in by_method["finetune"] and "0/3" in by_method["newton"]
+            assert by_method["finetune"].split("|")[4].strip() == "best"  # the "vs best" column
+            assert "p=" in by_method["original"].split("|")[4]
+            assert "(p=" in by_method["finetune"].split("|")[5]  # margin over original, paired
+            assert "finetune[epochs=5]" in by_method["finetune"].split("|")[2]  # the chosen params_id
+            assert " [" in by_method["finetune"].split("|")[11]  # KLoM mean [lo, hi] (population)
+        for kind in ("tow_by_step", "pareto", "forget_acc_by_step", "js_by_step", "klom_cdf"):
             assert f"(plots/{suite}_{kind}.png)" in readme
     assert readme.index("## Provenance") > readme.index("## Suite `mnist_mlp`")
     assert "- **git_rev**: deadbeef" in readme and "  - torch: 2.14.1" in readme and "cpu x16" in readme
@@ -245,7 +380,9 @@ def test_readme_content(rendered):
 def test_html_is_self_contained(rendered):
     out, _, _ = rendered
     page = (out / "index.html").read_text()
-    assert page.count('<table class="lb">') == 4 and "<script>" in page and "addEventListener" in page
+    assert page.count('<table class="lb headline">') == 4 and page.count('<table class="lb grid">') == 4
+    assert "<script>" in page and "addEventListener" in page and 'id="filter"' in page
+    assert "**" not in page and "`" not in page  # no raw Markdown leaks into the HTML
     assert '<img src="plots/cifar_cnn_pareto.png"' in page
     assert "<strong>" in page and "http" not in page  # nothing fetched from the network
 
@@ -272,14 +409,19 @@ def test_metrics_json_file(rendered):
     mj = json.loads((out / "metrics.json").read_text())
     assert sorted(mj) == ["cifar_cnn", "mnist_mlp"]
     cell = mj["cifar_cnn"]["class_2x5pct"]
-    assert cell["newton[L=1]"]["tow"] is None and 0.8 < cell["finetune[epochs=5]"]["tow"] < 1.0
+    assert cell["newton"]["tow_auc"] is None and 0.8 < cell["finetune"]["tow_auc"] < 1.0
+    assert cell["finetune"]["margin_vs_original"] > 0.3 and cell["finetune"]["klom_mean"] is not None
+    keys = {"tow_auc", "tow_final", "margin_vs_original", "klom_mean", "neurips_score"}
+    assert set(cell["finetune"]) == keys
 
 
 def test_rerun_is_byte_identical(rendered, tmp_path):
     out, paths, df = rendered
     shuffled = df.sample(frac=1.0, random_state=1).reset_index(drop=True)  # row order must not matter
     prov = {"hardware": "cpu x16", "packages": {"numpy": "2.0", "torch": "2.14.1"}, "git_rev": "deadbeef"}
-    again = write_leaderboard(shuffled, tmp_path, provenance=prov)
+    pop, ex = _population(df)
+    again = write_leaderboard(shuffled, tmp_path, provenance=prov,
+                              population=pop.sample(frac=1.0, random_state=2), population_examples=ex)
     assert [p.relative_to(tmp_path) for p in again] == [p.relative_to(out) for p in paths]
     for p in paths:
         if p.suffix in {".md", ".csv", ".json", ".html", ".png"}:
