@@ -114,7 +114,8 @@ def cmd_leaderboard(args: argparse.Namespace, params: Params) -> None:
         path = layout.results_path(suite)
         if not path.exists():
             raise ConfigError(f"suites.{suite}: no results at {path}; run `unlearn-bench evaluate` first")
-        frames.append(pd.read_csv(path, keep_default_na=True))
+        # results are written with NaN as an empty field: only that is missing ("nan" is a status)
+        frames.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
     population, examples = read_population(path.parent, params.suites)  # optional <suite>_population*.csv
     paths = write_leaderboard(pd.concat(frames, ignore_index=True), layout.leaderboard_dir, provenance(),
                               population=population, population_examples=examples)

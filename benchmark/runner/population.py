@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.metrics import accuracy_from_probs, predict_proba
-from benchmark.metrics.klom import klom_summary, margins
+from benchmark.metrics.klom import klom, klom_summary, margins
 from benchmark.metrics.neurips import forgetting_quality, neurips_outputs, neurips_score
 from benchmark.models.training import train_model
 from benchmark.runner.artifacts import load_state, read_json, save_state, slug, stable_hash, write_json
@@ -256,7 +256,7 @@ SUMMARY_COLUMNS = ("suite", "protocol", "method", "params_id", "step", "status",
 EXAMPLE_COLUMNS = ("suite", "protocol", "params_id", "step", "index", "klom")
 
 
-def score_population(run: SuiteRun, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_population(run: SuiteRun, n_boot: int = 400) -> tuple[pd.DataFrame, pd.DataFrame]:
     """KLoM (bootstrap 95 % CI over models) and the NeurIPS-2023 score of every population method,
     against the reference retrains; the ``retrain`` row (another retrain) is the noise floor."""
     pop = run.suite.population
@@ -287,9 +287,9 @@ def score_population(run: SuiteRun, n_boot: int = 1000) -> tuple[pd.DataFrame, p
             row.update(
                 status="ok",
                 klom_mean=ks["mean"],
-                klom_lo=ks["lo"],
-                klom_hi=ks["hi"],
-                klom_p95=ks["p95"],
+                klom_lo=ks["mean_ci_low"],
+                klom_hi=ks["mean_ci_high"],
+                klom_p95=ks["q0.95"],
                 neurips_f=f,
                 neurips_score=neurips_score(
                     f, out.acc_retain.mean(), ref.acc_retain.mean(), out.acc_test.mean(), ref.acc_test.mean()
@@ -300,7 +300,7 @@ def score_population(run: SuiteRun, n_boot: int = 1000) -> tuple[pd.DataFrame, p
             if method == RETRAIN:
                 floor = ks["mean"]
             rows.append(row)
-            per_example = {"index": forget_idx, "klom": ks["per_example"]}
+            per_example = {"index": forget_idx, "klom": klom(out.margins, ref.margins)}
             examples.append(pd.DataFrame({"suite": run.suite.name, "protocol": p, "params_id": params_id,
                                           "step": k, **per_example}))  # fmt: skip
         for row in rows:
