@@ -4,7 +4,7 @@
 * the temperature-scaled distillation KL, KL(p_t ‖ p_s) with p = softmax(z / T), averaged over the batch;
 * one optimiser step with the recipe's coupled L2 (the gradient of (λ/2)‖w‖² is added *before* an optional
   gradient mask, so masked-out weights stay exactly where they are, whatever the optimiser);
-* the random-label fine-tuning loop shared by ``random_label`` and ``salun``.
+* the random-label fine-tuning loop shared by ``random_label`` and ``salun`` (forget pass, then retain pass).
 """
 
 from __future__ import annotations
@@ -96,21 +96,16 @@ def optimizer_step(
 
 
 def random_relabel(y: torch.Tensor, num_classes: int, gen: torch.Generator) -> torch.Tensor:
-    """Labels drawn uniformly among the *wrong* classes: y' = (y + u) mod C, u ~ U{1, …, C−1}."""
+    """Labels drawn uniformly from all classes, y' ~ U{0, …, C−1} (may equal y), as the released RL code's
+    ``torch.randint(0, num_classes, target.shape)``."""
     if num_classes < 2:
         raise ValueError("random relabelling needs at least two classes")
-    shift = torch.randint(1, num_classes, y.shape, generator=gen).to(y.device)
-    return (y + shift) % num_classes
+    return torch.randint(0, num_classes, y.shape, generator=gen).to(y.device)
 
 
-def random_label_loss(
-    logits_f: torch.Tensor, y_random: torch.Tensor, logits_r: torch.Tensor | None, y_r: torch.Tensor | None
-) -> torch.Tensor:
-    """CE(f(x_f), y') + CE(f(x_r), y_r): fit random wrong labels on D_f while keeping D_r (α = 1)."""
-    loss = F.cross_entropy(logits_f, y_random)
-    if logits_r is not None and y_r is not None and y_r.numel():
-        loss = loss + F.cross_entropy(logits_r, y_r)
-    return loss
+def random_label_loss(logits: torch.Tensor, y_random: torch.Tensor) -> torch.Tensor:
+    """CE(f(x_f), y'): the loss of one forget minibatch with random labels (mean over the batch)."""
+    return F.cross_entropy(logits, y_random)
 
 
 def relabel_finetune(
@@ -122,27 +117,28 @@ def relabel_finetune(
     lr_scale: float,
     masks: Sequence[torch.Tensor] | None = None,
 ) -> nn.Module:
-    """Random-label fine-tuning: an epoch is one shuffled pass over D_r(k); each retain minibatch is paired
-    with the next minibatch of an endless, reshuffled stream over D_e(k) whose labels were replaced once per
-    request by :func:`random_relabel`. Minimises :func:`random_label_loss` (+ the recipe's L2)."""
+    """Random-label fine-tuning as in the released RL/SalUn loop (``Classification/unlearn/RL.py``, the
+    CIFAR-10/SVHN branch): each epoch is one shuffled pass over D_e(k) in minibatches, every minibatch
+    with fresh uniform random labels (:func:`random_relabel`), one optimiser step per minibatch on
+    CE(f(x_f), y'); then one shuffled pass over D_r(k) with the true labels, one step per minibatch.
+    One optimiser for all epochs; ``masks`` multiply every gradient (weights outside the mask never
+    move). Returns the model in eval mode."""
     forget, retain = request.forget, request.retain
     n_f, n_r = len(forget), len(retain)
     if n_f == 0 or epochs == 0:
         return model.eval()
     bs = ctx.recipe.batch_size
-    y_random = random_relabel(forget.y, request.num_classes, request_generator(ctx, method, request, 0))
-    gen = request_generator(ctx, method, request, 1)
-    forget_stream = cycle_batches(n_f, min(bs, n_f), gen)
+    gen = request_generator(ctx, method, request)
     opt = make_step_optimizer(model, ctx, lr_scale)
+    wd = ctx.recipe.weight_decay
     model.train()
     for _ in range(epochs):
         ctx.check_budget()
-        retain_batches = batches(n_r, bs, gen) if n_r else [torch.empty(0, dtype=torch.long)] * -(-n_f // bs)
-        for idx_r in retain_batches:
-            idx_f = next(forget_stream)
-            logits_f = model(forget.x[idx_f])
-            logits_r = model(retain.x[idx_r]) if idx_r.numel() else None
-            loss = random_label_loss(logits_f, y_random[idx_f], logits_r, retain.y[idx_r] if n_r else None)
-            optimizer_step(opt, model, loss, ctx.recipe.weight_decay, masks)
-            ctx.counters.grad_samples += int(idx_f.numel() + idx_r.numel())
+        for idx in batches(n_f, bs, gen):
+            y_random = random_relabel(forget.y[idx], request.num_classes, gen)
+            optimizer_step(opt, model, random_label_loss(model(forget.x[idx]), y_random), wd, masks)
+            ctx.counters.grad_samples += int(idx.numel())
+        for idx in batches(n_r, bs, gen):
+            optimizer_step(opt, model, F.cross_entropy(model(retain.x[idx]), retain.y[idx]), wd, masks)
+            ctx.counters.grad_samples += int(idx.numel())
     return model.eval()

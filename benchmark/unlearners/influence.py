@@ -6,23 +6,22 @@ Alistarh 2020) is the "IU" baseline of Jia et al. 2023 ("Model Sparsity Can Simp
 NeurIPS; github.com/OPTML-Group/Unlearn-Sparse, ``Wfisher``).
 
 Normalisation (mean losses, as trained): for a set S, L_S(w) = (1/|S|) Σ_{i∈S} ℓ_i(w) + (wd/2)‖w‖²
-(ℓ_i: cross-entropy, wd: the recipe's weight decay). Request k receives w ≈ argmin L_{D'} with
-D' = D_r ∪ D_e (D_e = ``request.forget``, D_r = ``request.retain``, n_e = |D_e|, n_r = |D_r|,
-n = n_e + n_r), and L_{D'} = (n_r L_r + n_e L_e)/n. Since ∇L_{D'}(w) = 0 at that optimum,
+(ℓ_i: cross-entropy, wd: the recipe's weight decay). With D_r = ``request.retain``, the update is one
+(damped) Newton step on the retain objective at the *current* weights::
 
-    ∇L_r(w) = ∇L_r(w) − ∇L_{D'}(w) = (n_e/n)·(∇L_r(w) − ∇L_e(w)),
+    w⁺ = w − s·(H_r + λI)⁻¹ ∇L_r(w),        H_r = ∇²L_r(w) (includes wd·I),
 
-and one Newton step on the retain objective from w is the influence update
-
-    w⁺ = w + s·(n_e/n)·(H_r + λI)⁻¹ (∇L_e(w) − ∇L_r(w)),       H_r = ∇²L_r(w) (includes wd·I),
-
-with s = ``scale`` (1: the Newton step) and λ = ``damping``. At an exact optimum of L_{D'} this equals
-w + (n_e/n_r)·H_r⁻¹∇L_e(w) (λ = 0, s = 1) and the error to the retain optimum is second order in the
-step (tests/unit/test_baselines_curvature.py checks both on L2-regularised logistic regression). Away
-from the optimum the difference form keeps only the effect of the removal (the residual training
-gradient cancels; the wd terms cancel too); it is the perturbation ``v = forget_grad − retain_grad`` of
-Jia et al.'s code (their sums normalised to exactly (n_e/n)(∇L_e − ∇L_r)). H_r is the retain Hessian
-(Izzo et al.; Koh & Liang use the Hessian of the full training loss).
+s = ``scale`` (1: the Newton step), λ = ``damping``. If w minimises the objective of D' = D_r ∪ D_e
+(D_e = ``request.forget``, n_e, n_r, n = n_e + n_r), ∇L_{D'}(w) = 0 gives ∇L_r(w) = (n_e/n)(∇L_r − ∇L_e)(w)
+= −(n_e/n_r)∇L_e(w) (the wd terms cancel), so the step is the influence-function removal
+w + (n_e/n_r) H_r⁻¹ ∇L_e(w) of Koh & Liang and Izzo et al. ("Approximate Data Deletion", the Newton form
+with the retain Hessian); its error to the retain optimum is second order in the step. Using the full
+retain gradient instead of the difference (n_e/n)(∇L_e − ∇L_r) keeps the residual gradient of w, so a
+model that is not exactly at an optimum (a previous request's approximate update, unconverged training)
+is corrected too and sequential requests do not accumulate error (tests/unit/test_baselines_curvature.py
+checks the one-step formula and the convergence of repeated requests on L2-regularised softmax regression).
+The difference form of Jia et al.'s ``Wfisher`` code (perturbation ``forget_grad − retain_grad``) equals this
+only at an exact optimum.
 
 Inverse (``mode``):
 
@@ -35,12 +34,14 @@ Inverse (``mode``):
   Jia et al.'s recursion uses N = 1000 samples and an implicit damping of 1 (F̂ + I, rank-one updates),
   with the step scaled by their ``alpha`` (our ``scale``).
 
-Defaults the papers leave to the user: λ = 0.03, 50 CG iterations, cg_tol = 1e-6, m = 512 WoodFisher
-samples (float32: 512·d·4 bytes, 104 MB at d = 50,890). Koh & Liang's code damps by 0.01, but the retain
-Hessian of the digits MLP has λ_min ≈ −0.013 (181 negative eigenvalues): with λ = 0.01 CG meets negative
-curvature and truncates; λ = 0.03 converges (< 40 HVPs to 1e-6) on the digits and MNIST-5k MLPs.
-Counters: 2 gradient passes (|D_e| + |D_r| samples), then one HVP per CG iteration (|D_r| samples each)
-or m per-sample gradients (woodfisher).
+Defaults the papers leave to the user: λ = 1e-3 (small against the Hessian's scale on the suites' MLPs;
+a damping of λ shrinks the step along directions of curvature μ by μ/(μ + λ), so a large λ cancels most of
+it), 50 CG iterations, cg_tol = 1e-6, m = 512 WoodFisher samples (float32: 512·d·4 bytes, 104 MB at d =
+50,890). The MLPs' retain Hessians can be indefinite (digits: λ_min ≈ −0.013); CG then stops at the first
+direction of non-positive curvature and returns the iterate reached (truncated Newton, Steihaug), flagged in
+``ctx.info["negative_curvature"]``; λ = 0.03 makes H_r + λI positive definite there (a grid override).
+Counters: 1 gradient pass (|D_r| samples), then one HVP per CG iteration (|D_r| samples each) or m
+per-sample gradients (woodfisher).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ MODES = ("cg", "woodfisher")
 class Influence(Unlearner):
     params = {
         "mode": ["cg", "woodfisher"],
-        "damping": [3e-2],
+        "damping": [1e-3],
         "scale": [1.0],
         "cg_iters": [50],
         "cg_tol": [1e-6],
@@ -87,8 +88,7 @@ class Influence(Unlearner):
         wd = ctx.recipe.weight_decay
         w = flat_params(model)
         loss_r = make_loss_fn(model, request.retain.x, request.retain.y, wd)
-        loss_e = make_loss_fn(model, request.forget.x, request.forget.y, wd)
-        v = (n_e / (n_e + n_r)) * (gradient(loss_e, w, ctx.counters) - gradient(loss_r, w, ctx.counters))
+        v = -gradient(loss_r, w, ctx.counters)  # the Newton step solves (H_r + λI) step = −∇L_r(w)
 
         if mode == "cg":
             res = inverse_hvp(

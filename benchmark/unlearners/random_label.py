@@ -1,18 +1,20 @@
-"""``random_label`` (RL): fine-tune on the deleted samples relabelled at random, alongside the retain set.
+"""``random_label`` (RL): fine-tune on the deleted samples relabelled at random, then on the retain set.
 
 Golatkar, Achille & Soatto, CVPR 2020 ("Eternal Sunshine of the Spotless Net") and Hayase et al.; in the
-form used as a baseline by Jia et al. (NeurIPS 2023) and Fan et al. (SalUn, ICLR 2024, Eq. 4 with α = 1)::
+form used as a baseline by Jia et al. (NeurIPS 2023) and Fan et al. (SalUn, ICLR 2024), whose released loop
+(github.com/OPTML-Group/Unlearn-Saliency, ``Classification/unlearn/RL.py``, CIFAR-10/SVHN branch) this
+ports. Per epoch, with one optimiser over all epochs::
 
-    y'_i ~ Uniform({0, …, C−1} \\ {y_i})     for (x_i, y_i) ∈ D_e(k), drawn once per request (seeded)
-    L(w) = CE(w; B_f, y') + CE(w; B_r, y)    (+ (λ/2)‖w‖², the recipe's coupled L2)
+    for B_f in shuffled minibatches of D_e(k):  y' ~ U{0, …, C−1} per sample (fresh each batch),
+                                                 step on CE(w; B_f, y')        (+ the recipe's coupled L2)
+    for B_r in shuffled minibatches of D_r(k):  step on CE(w; B_r, y)         (+ the recipe's coupled L2)
 
-An epoch is one shuffled pass over D_r(k); each retain minibatch B_r is paired with the next minibatch B_f
-of an endless reshuffled stream over D_e(k). The released SalUn/Sparse code instead trains on the
-concatenation D_e' ∪ D_r (which weights the forget term by |D_e|/|D|, i.e. almost nothing for 1% requests)
-and may draw the true label; we follow the paper's objective with y' ≠ y and equal weights.
-Paper defaults (10 epochs, SGD lr 0.013 on CIFAR-10/ResNet-18) do not transfer; here 1 epoch at the
-originals' optimiser and learning rate (3 epochs fit the random labels of a 1% request so hard that a
-digits MLP lost >10 points of retain accuracy; the grid keeps 3 for class deletion).
+so a 1% request gets one or a few random-label steps per epoch, not one per retain batch.
+Deviations: the originals' optimiser, learning rate (× ``lr_scale``) and batch size instead of the release's
+SGD (lr 0.013, momentum 0.9, wd 5e-4, batch 256 on CIFAR ResNets), since the suites' models were trained
+with that recipe. The release runs 10 epochs; the default here is 5 (grid 5, 10): on MNIST-5k with 1%
+requests, 10 epochs under-shoot the retrained model's forget accuracy at the first request, 5 stay close
+at every request (scripts/baselines_acceptance.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = ["RandomLabel", "random_label_loss", "random_relabel"]
 
 @register_unlearner("random_label")
 class RandomLabel(Unlearner):
-    params = {"epochs": [1, 3], "lr_scale": [1.0]}
+    params = {"epochs": [5, 10], "lr_scale": [1.0]}
     test_params = {"epochs": 1}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
