@@ -8,6 +8,7 @@ Layout::
                         classes_per_request? (class), corrupt_fraction?, identified? (mislabeled),
                         seed? (forget sets shared by all model seeds; omitted: drawn per model seed)}}
     methods:    {NAME: {PARAM: [grid values]} | [{PARAM: [..]}, ..]}  # grid overrides; a list = union
+    grid:       default | full   # a method's unlisted parameters: its default value / its built-in list
     suites:     {NAME: {dataset, model: {arch, ...}, train: {epochs, batch_size, lr, weight_decay, optimizer},
                         protocols: [..], seeds: [..], methods: [..], budget_s?,
                         memorization?: {models, seed}, population?: {models, seed, methods, protocols}}}
@@ -33,6 +34,7 @@ class ConfigError(ValueError):
 ARCHS = ("logreg", "mlp", "cnn", "resnet18")
 PROTOCOL_KINDS = ("random", "class", "memorized", "mislabeled")
 OPTIMIZERS = ("adam", "sgd")
+GRIDS = ("default", "full")  # methods not listed under methods: run their default / whole built-in grid
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class Params:
     protocols: dict[str, ProtocolConfig]
     suites: dict[str, SuiteConfig]
     method_grids: dict[str, list[dict[str, list[Any]]]] = field(default_factory=dict)
+    grid: str = "default"  # "default": one configuration per method unless methods: lists more; "full"
     hvp_grad_ratio: float = 2.0
     fwd_grad_ratio: float = 0.43
 
@@ -402,7 +405,11 @@ def _method_grids(d: dict[str, Any]) -> dict[str, list[dict[str, list[Any]]]]:
 
 def parse_params(raw: dict[str, Any]) -> Params:
     raw = _mapping(raw, "params.yaml")
-    _check_keys(raw, "params", {"datasets", "protocols", "suites", "methods", "cost"}, {"datasets", "suites"})
+    top = {"datasets", "protocols", "suites", "methods", "cost", "grid"}
+    _check_keys(raw, "params", top, {"datasets", "suites"})
+    grid = raw.get("grid", "default")
+    if grid not in GRIDS:
+        raise ConfigError(f"grid: unknown value {grid!r}; known: {', '.join(GRIDS)}")
     raw.setdefault("protocols", {})
     datasets = {n: _dataset(n, d) for n, d in _mapping(raw["datasets"], "datasets").items()}
     protocols = {n: _protocol(n, d) for n, d in _mapping(raw["protocols"], "protocols").items()}
@@ -414,6 +421,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         protocols=protocols,
         suites=suites,
         method_grids=_method_grids(raw.get("methods") or {}),
+        grid=grid,
         hvp_grad_ratio=_typed(cost, "hvp_grad_ratio", "cost", float, 2.0),
         fwd_grad_ratio=_typed(cost, "fwd_grad_ratio", "cost", float, 0.43),
     )

@@ -42,7 +42,7 @@ def expand_cells(run: SuiteRun) -> list[Cell]:
         cls = get_unlearner(method)
         configs: list[dict[str, Any]] = []
         for overrides in run.params.method_grids.get(method) or [{}]:  # a union of grids
-            configs += [hp for hp in cls.grid(overrides) if hp not in configs]
+            configs += [hp for hp in cls.grid(overrides, full=run.params.grid == "full") if hp not in configs]
         varying = sorted(k for k in configs[0] if len({repr(hp[k]) for hp in configs}) > 1)
         for hp in configs:
             label = ",".join(f"{k}={hp[k]}" for k in varying)

@@ -161,9 +161,15 @@ class Unlearner:
         raise NotImplementedError
 
     @classmethod
-    def grid(cls, overrides: dict[str, list[Any]] | None = None) -> Iterator[dict[str, Any]]:
-        """Expand the parameter grid (``overrides`` replaces the lists of the keys it names)."""
-        space = {**cls.params, **(overrides or {})}
+    def grid(
+        cls, overrides: dict[str, list[Any]] | None = None, full: bool = True
+    ) -> Iterator[dict[str, Any]]:
+        """Expand the parameter grid (``overrides`` replaces the lists of the keys it names).
+
+        ``full=False`` starts from the default configuration (the first value of every list of ``params``)
+        instead of the whole built-in grid; ``overrides`` still expand."""
+        base = cls.params if full else {k: v[:1] for k, v in cls.params.items()}
+        space = {**base, **(overrides or {})}
         keys = sorted(space)
         for values in itertools.product(*(space[k] for k in keys)):
             yield dict(zip(keys, values, strict=True))

@@ -14,7 +14,7 @@ from benchmark.runner.evaluate import evaluate_suite
 from benchmark.runner.prepare import fetch_dataset, write_protocols
 from benchmark.runner.suite import open_suite
 from benchmark.runner.training import train_gold, train_originals
-from benchmark.unlearners.base import _REGISTRY, Unlearner, register_unlearner
+from benchmark.unlearners.base import _REGISTRY, Unlearner, get_unlearner, register_unlearner
 
 
 class Crash(Unlearner):
@@ -94,3 +94,30 @@ def test_rows_record_provenance(suite_run):
     assert df.code_hash.str.len().eq(16).all()
     assert df.packages.str.contains("torch==").all()
     assert df.hardware.str.len().gt(0).all()
+
+
+def test_default_grid_is_one_configuration_per_method_unless_listed():
+    from benchmark.runner.suite import SuiteRun
+
+    def cells(raw_extra):
+        raw = {
+            "datasets": {"digits": {"source": "digits"}},
+            "protocols": {"random": {"kind": "random", "requests": 2, "fraction": 0.02}},
+            "suites": {"t": {"dataset": "digits", "model": {"arch": "logreg"},
+                             "train": {"epochs": 2, "batch_size": 128, "lr": 0.01}, "protocols": ["random"],
+                             "seeds": [0], "methods": ["salun", "newton_damped"]}},
+            **raw_extra,
+        }  # fmt: skip
+        run = SuiteRun.__new__(SuiteRun)  # expand_cells needs params and suite only
+        run.params = parse_params(raw)
+        run.suite = run.params.suite("t")
+        return expand_cells(run)
+
+    default = cells({})
+    assert [c.params_id for c in default] == ["salun", "newton_damped"]
+    assert default[0].hparams == {k: v[0] for k, v in get_unlearner("salun").params.items()}
+    listed = cells({"methods": {"newton_damped": {"gamma": [0.01, 1.0]}}})
+    assert [c.params_id for c in listed] == ["salun", "newton_damped[gamma=0.01]", "newton_damped[gamma=1.0]"]
+    full = cells({"grid": "full"})
+    sizes = [len(list(get_unlearner(m).grid())) for m in ("salun", "newton_damped")]
+    assert len(full) == sum(sizes)
