@@ -34,8 +34,9 @@ step has Δ = 0, so H·0 = 0 needs no product. If a round would make the weights
 is dropped, the rounds stop and ``ctx.info["diverged"]`` records the round (a blow-up that stays finite is
 not caught: keep η < 1/(‖H‖ + L‖Δ‖)).
 
-Measured (class protocol, 5 requests, seed 0, with the paper's absolute σ = 0.1): the paper's settings (10 rounds × 10 inner steps) leave the
-forgotten classes at 86 % (digits-mlp) / 98 % (mnist5k-mlp) accuracy (ToW 0.09 / 0.01; the paper reports
+Measured (class protocol, 5 requests, seed 0, with the paper's absolute σ = 0.1): the paper's settings
+(10 rounds × 10 inner steps) leave the forgotten classes at 86 % (digits-mlp) / 98 % (mnist5k-mlp)
+accuracy (ToW 0.09 / 0.01; the paper reports
 0.99 on its FMNIST CNN). A few GD steps cannot reach the cubic step along directions of small curvature,
 which is where class information sits: on digits-mlp 50 × 100 steps give ToW 0.72 (forget 21 %) at 445
 epoch-equivalents per request, 10–15× a gold retrain's (42 on average over the 5 steps, 30 at the
