@@ -52,7 +52,7 @@ class CubicNewton(ExactHessianUnlearner):
     params = {
         **ExactHessianUnlearner.params,
         "L": [1.0],
-        "iters": [50],
+        "iters": [10],
         "mode": ["adaptive"],
         "gtol": [1e-3],
         "gtol_abs": [0.0],
