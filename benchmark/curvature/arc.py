@@ -1,4 +1,5 @@
-r"""The acceptance loop of adaptive cubic regularisation (ARC), shared by the cubic-Newton unlearners.
+r"""Adaptive cubic regularisation (ARC): the acceptance loop and the outer stopping rule, shared by the
+cubic-Newton unlearners (``cure_newton``, ``cure_newton_krylov``).
 
 Cartis, Gould & Toint 2011, "Adaptive cubic regularisation methods for unconstrained optimization. Part I",
 Math. Program. 127 (Algorithm 2.1, with σ = L/2 in their notation). Given the current point w, its loss
@@ -6,16 +7,25 @@ f(w) and a subproblem solver ``solve(L)`` returning the (approximate) minimiser 
 
     m(Δ) = gᵀΔ + ½ΔᵀHΔ + (L/6)‖Δ‖³
 
-with its model decrease m(0) − m(Δ), one ARC iteration computes
+with its model decrease m(0) − m(Δ), one ARC iteration (:func:`arc_step`) computes
 
-    ρ = (f(w) − f(w + Δ)) / (m(0) − m(Δ))
+    ρ = (f(w) − f(w + Δ) + δ) / (m(0) − m(Δ) + δ),      δ = 1e3·ε_mach·max(1, |f(w)|)
 
-and accepts the step when ρ ≥ η₁ = 0.1 (or when the model decrease is ≤ 1e-15: nothing left to gain),
-halving L (floored at 1e-6) when ρ ≥ η₂ = 0.9 ("very successful"); when ρ < η₁ it doubles L and calls
-``solve`` again — the curvature (eigendecomposition or Krylov basis) is reused, so a rejection costs one
-subproblem solve and one loss evaluation, no gradient or Hessian-vector product. After ``MAX_RETRIES``
-rejections w is left unchanged (L keeps its doubled value). ``mode="fixed"`` is the rule of Bui et al. 2024
-(arXiv 2406.14507): L is fixed and every step is accepted (no loss evaluation).
+and accepts the step when ρ ≥ η₁ = 0.1; when ρ ≥ η₂ = 0.9 ("very successful") L shrinks to
+max(γ₁·L, L_min) with γ₁ = 0.1; when ρ < η₁ it grows to γ₂·L with γ₂ = 2 and ``solve`` is called again — the
+curvature (eigendecomposition or Krylov basis) is reused, so a rejection costs one subproblem solve and one
+loss evaluation, no gradient. These are the constants of Manopt's ARC (``arc.m``; Manopt.jl
+``adaptive_regularization_with_cubics``: η₁ = 0.1, η₂ = 0.9, γ₁ = 0.1, γ₂ = 2), and δ is Manopt's ρ
+regularisation (``rho_regularization`` = 1e3): near convergence both differences are at rounding level and
+δ lets ρ → 1 instead of being noise. After ``MAX_RETRIES`` rejections w is left unchanged (L keeps its
+grown value). ``mode="fixed"`` is the rule of Bui et al. 2024 (arXiv 2406.14507): L is fixed and every step
+is accepted (no loss evaluation).
+
+The outer loop stops (:class:`StopRule`) at the first iterate whose gradient satisfies the ARC first-order
+test ‖g‖ ≤ max(gtol·‖g₀‖, gtol_abs), g₀ the gradient at the start of the request (a relative test: the
+retain gradient after a deletion ranges over orders of magnitude between a random and a class request), or
+after ``max_iters`` curvature evaluations, or when an iteration makes no progress (all trial steps rejected,
+or an accepted step with zero model decrease). In fixed mode the paper's iteration count is run as is.
 """
 
 from __future__ import annotations
@@ -37,16 +47,22 @@ __all__ = [
     "ETA_ACCEPT",
     "ETA_GOOD",
     "L_MIN",
+    "GAMMA_GROW",
+    "GAMMA_SHRINK",
     "MAX_RETRIES",
+    "RHO_REG",
+    "StopRule",
     "SubsampledRemainder",
     "arc_step",
 ]
 
 ARC_MODES = ("fixed", "adaptive")
 ETA_ACCEPT, ETA_GOOD = 0.1, 0.9
+GAMMA_SHRINK, GAMMA_GROW = 0.1, 2.0
 L_MIN = 1e-6
-MAX_RETRIES = 30
-TINY_DECREASE = 1e-15
+MAX_RETRIES = 40  # from L_MIN, 2^40 reaches 1e6
+RHO_REG = 1e3
+_EPS = 2.220446049250313e-16
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,7 @@ def arc_step(
         nan = float("nan")
         return w + sol.step.to(w.dtype), L, ARCInfo(sol, True, nan, 1, L, nan, nan)
     f_old = loss_value(f, w, counter, eval_dtype) if f_w is None else float(f_w)
+    delta = RHO_REG * _EPS * max(1.0, abs(f_old))
     f_new = float("nan")
     sol = None
     for tries in range(1, MAX_RETRIES + 1):
@@ -99,13 +116,62 @@ def arc_step(
         sol = solve(L)
         w_new = w + sol.step.to(w.dtype)
         f_new = loss_value(f, w_new, counter, eval_dtype)
-        rho = (f_old - f_new) / max(sol.model_decrease, 1e-300)
-        if rho >= ETA_ACCEPT or (sol.model_decrease <= TINY_DECREASE and math.isfinite(f_new)):
+        rho = (f_old - f_new + delta) / (max(sol.model_decrease, 0.0) + delta)
+        if math.isfinite(f_new) and rho >= ETA_ACCEPT:
             if rho >= ETA_GOOD:
-                L = max(L / 2, L_MIN)
+                L = max(GAMMA_SHRINK * L, L_MIN)
             return w_new, L, ARCInfo(sol, True, rho, tries, L_step, f_old, f_new)
-        L *= 2
+        L *= GAMMA_GROW
     return w, L, ARCInfo(sol, False, float("nan"), MAX_RETRIES, L_step, f_old, f_new)
+
+
+@dataclass
+class StopRule:
+    """The outer ARC termination test of one request: ‖g‖ ≤ max(gtol·‖g₀‖, gtol_abs), or ``max_iters``.
+
+    Use as ``for _ in range(rule.max_iters): g = …; if rule.done(‖g‖): break; …; if rule.after(info):
+    break`` and call :meth:`finish` after the loop. ``done`` sees the gradient norm at the start of every
+    iteration (the first call sets ‖g₀‖), so no curvature is formed at a point that already passes the
+    test. ``reason`` says why the loop stopped: ``"gtol"``, ``"no_progress"`` (all trial steps rejected, or
+    a zero step), ``"max_iters"``, or ``"fixed"`` (fixed mode: ``max_iters`` iterations, no test).
+    """
+
+    max_iters: int
+    gtol: float = 1e-3
+    gtol_abs: float = 0.0
+    fixed: bool = False
+    iters: int = 0  # iterations started (curvature evaluations)
+    g0: float = float("nan")
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.max_iters < 0 or not self.gtol >= 0 or not self.gtol_abs >= 0:
+            raise ValueError(f"invalid ARC stopping rule {self}")
+
+    def threshold(self) -> float:
+        return max(self.gtol * self.g0, self.gtol_abs)
+
+    def done(self, gnorm: float) -> bool:
+        """True when the loop must stop at a point with gradient norm ``gnorm`` (before its curvature)."""
+        if self.iters == 0:
+            self.g0 = float(gnorm)
+        if not self.fixed and (gnorm <= self.threshold() or gnorm == 0.0):
+            self.reason = "gtol"
+            return True
+        self.iters += 1
+        return False
+
+    def after(self, info: ARCInfo) -> bool:
+        """True when the iteration just done made no progress (adaptive mode): the next would repeat it."""
+        if not self.fixed and (not info.accepted or info.step.alpha == 0.0):
+            self.reason = "no_progress"
+            return True
+        return False
+
+    def finish(self) -> str:
+        if not self.reason:
+            self.reason = "fixed" if self.fixed else "max_iters"
+        return self.reason
 
 
 class SubsampledRemainder:

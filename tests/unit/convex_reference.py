@@ -61,3 +61,34 @@ def digits_deletion(wd: float, n: int = 240) -> DigitsDeletion:
     retain = np.setdiff1d(np.arange(n), forget)
     target = lbfgs_optimum(x[retain], y[retain], k, wd, full)
     return DigitsDeletion(x, y, k, forget, retain, full, target)
+
+
+@dataclass(frozen=True)
+class SequentialDeletion:
+    """Three sequential requests on the digits softmax regression: every 8th sample, then all of class 3,
+    then every 8th sample from offset 4; ``targets[k]`` = argmin of f over D minus requests 1..k+1."""
+
+    x: np.ndarray
+    y: np.ndarray
+    k: int
+    full: np.ndarray
+    requests: tuple[np.ndarray, ...]
+    retains: tuple[np.ndarray, ...]
+    targets: tuple[np.ndarray, ...]
+
+
+@cache
+def sequential_deletion(wd: float, n: int = 240) -> SequentialDeletion:
+    base = digits_deletion(wd, n)
+    idx = np.arange(n)
+    requests = (idx[idx % 8 == 0], idx[(base.y == 3) & (idx % 8 != 0)], idx[(idx % 8 == 4) & (base.y != 3)])
+    retains, targets = [], []
+    gone = np.zeros(n, dtype=bool)
+    w = base.full
+    for req in requests:
+        gone[req] = True
+        retain = np.flatnonzero(~gone)
+        w = lbfgs_optimum(base.x[retain], base.y[retain], base.k, wd, w)
+        retains.append(retain)
+        targets.append(w)
+    return SequentialDeletion(base.x, base.y, base.k, base.full, requests, tuple(retains), tuple(targets))

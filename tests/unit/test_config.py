@@ -109,16 +109,16 @@ def test_a_list_of_grids_is_their_union_with_ids_naming_what_varies(raw):
     from benchmark.runner.cells import expand_cells
 
     raw = copy.deepcopy(raw)
-    grids = [{}, {"iters": [1, 2], "hvp_batch": [32]}, {"iters": [4]}]
+    grids = [{}, {"iters": [1, 2], "hvp_batch": [32]}, {"iters": [10]}]
     raw["methods"]["cure_newton_krylov"] = grids
     raw["suites"]["digits-mlp"].update(methods=["cure_newton_krylov"], seeds=[0], protocols=["random"])
     params = parse_params(raw)
     assert params.method_grids["cure_newton_krylov"] == grids
     run = SimpleNamespace(params=params, suite=params.suite("digits-mlp"))  # what expand_cells reads
     ids = [c.params_id for c in expand_cells(run)]
-    # {} and {iters: [4]} are the same configuration (the default iters is 4): listed once
+    # {} and {iters: [10]} are the same configuration (the default iters cap is 10): listed once
     assert ids == [
-        "cure_newton_krylov[hvp_batch=0,iters=4]",
+        "cure_newton_krylov[hvp_batch=0,iters=10]",
         "cure_newton_krylov[hvp_batch=32,iters=1]",
         "cure_newton_krylov[hvp_batch=32,iters=2]",
     ]

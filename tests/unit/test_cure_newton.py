@@ -34,7 +34,9 @@ def test_cubic_newton_reaches_the_retain_optimum_of_logistic_regression(mode, L)
     )
     recipe = TrainRecipe(epochs=1, batch_size=32, lr=0.1, weight_decay=WD)
     ctx = Context(seed=0, recipe=recipe, make_model=lambda s: model, n_train=240)
-    method = get_unlearner("cure_newton")(L=L, iters=12, mode=mode, hessian_dtype="float64")
+    # gtol = 0: no early stop, exactly 12 iterations (the default configuration is tested in
+    # test_cubic_defaults_convex.py)
+    method = get_unlearner("cure_newton")(L=L, iters=12, mode=mode, hessian_dtype="float64", gtol=0.0)
 
     start_gap = np.linalg.norm(p.full - target)
     out = method.unlearn(model, request, ctx)

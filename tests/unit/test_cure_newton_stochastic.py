@@ -135,19 +135,22 @@ def test_full_batch_rounds_reach_the_retain_optimum_of_logistic_regression():
     assert ctx.info["grad_norm"] < 1e-5  # g of the last round, at the optimum up to one step
 
 
-def test_one_inner_step_is_minus_eta_times_the_perturbed_retain_gradient():
-    """T = J = 1, full batch: w⁺ = w − η(g + σζ) with g the hand-written retain gradient and ‖ζ‖ = 1."""
+@pytest.mark.parametrize("scale", ["absolute", "relative"])
+def test_one_inner_step_is_minus_eta_times_the_perturbed_retain_gradient(scale):
+    """T = J = 1, full batch: w⁺ = w − η(g + σζ) with g the hand-written retain gradient and ‖ζ‖ = 1;
+    σ = ``sigma`` (the paper's absolute perturbation) or ``sigma``·‖g‖ (relative, the default)."""
     model, request, full, (x_r, y_r) = digits_problem(torch.float64)
     eta, sigma = 0.7, 0.3
     method = get_unlearner("cure_newton_stochastic")(
-        eta=eta, sigma=sigma, rounds=1, inner_steps=1, grad_batch=10_000, hess_batch=10_000
+        eta=eta, sigma=sigma, sigma_scale=scale, rounds=1, inner_steps=1, grad_batch=10_000, hess_batch=10_000
     )
     ctx = make_ctx()
     w = flat_params(method.unlearn(model, request, ctx)).numpy()
     g = numpy_objective(full, x_r, y_r)[1]
     assert np.linalg.norm(g) > 1e-2
     zeta = -(w - full) / eta - g
-    assert np.linalg.norm(zeta) == pytest.approx(sigma, rel=1e-9)
+    expected = sigma if scale == "absolute" else sigma * np.linalg.norm(g)
+    assert np.linalg.norm(zeta) == pytest.approx(expected, rel=1e-9)
     assert ctx.counters.hvps == 0 and ctx.counters.grad_samples == len(request.retain)
 
 
@@ -224,5 +227,12 @@ def test_grid_and_test_params():
         "inner_steps": 10,
         "rounds": 10,
         "sigma": 0.1,
+        "sigma_scale": "relative",
     }
     assert cls(**cls.test_params).hparams["rounds"] == 2
+
+
+def test_sigma_scale_is_checked():
+    model, request, _, _ = digits_problem(torch.float32)
+    with pytest.raises(ValueError, match="sigma_scale"):
+        get_unlearner("cure_newton_stochastic")(sigma_scale="gradient").unlearn(model, request, make_ctx())
