@@ -32,14 +32,16 @@ confidence under a Gaussian fitted to the admissible gold models (offline fixed-
 Carlini et al. 2022; variance pooled over test examples of the same class status, else over all; needs
 ``lira_min_gold`` = 3 gold seeds, else NaN); ``lira_member_frac``: fraction of F with z > 1.645.
 
-**Population of unlearned models** (NeurIPS 2023 competition score, Triantafillou et al. 2024):
-``neurips_score`` (utility-adjusted) and ``neurips_f`` (forgetting quality F) of a params_id at step k,
-from the per-example outputs of its cells of all seeds against the gold models of the same seeds:
+**Population of unlearned models** (NeurIPS 2023 competition score, Triantafillou et al. 2024, ported
+in :mod:`benchmark.metrics.neurips`): ``neurips_score`` (F times the plain retain- and test-accuracy
+ratios) and ``neurips_f`` (forgetting quality F) of a params_id at step k, from the per-example
+logit-scaled confidences of its cells of all seeds against the gold models of the same seeds:
 an example enters if at least ``neurips_min_models`` (3) seeds' forget sets contain it
 (``neurips_n_examples`` examples, ``neurips_n_models`` = median models per example). The value is
 a property of the params_id × protocol × step, repeated on each of its ``ok`` rows; the leaderboard
 shows it once, without a CI. With 3 models per side it is a **low-precision** estimate (the
-competition used 512); NaN when no example is covered by enough seeds (e.g. the default ``random``
+competition used 512; with M models an example earns points only for ε < ceil(ln(M − 1)), i.e.
+ε < 1 at M = 3); NaN when no example is covered by enough seeds (e.g. the default ``random``
 protocol, whose per-seed forget sets rarely overlap).
 
 **Relearn time** (Golatkar et al. 2020), only at the final request K (cost): ``relearn_steps``
@@ -86,7 +88,12 @@ from benchmark.metrics import (
     tow,
     true_class_prob,
 )
-from benchmark.metrics.population import example_epsilon, forgetting_quality, utility_factor
+from benchmark.metrics.neurips import (
+    bucket_points,
+    example_epsilons,
+    logit_scaled_confidence_from_probs,
+    neurips_score,
+)
 from benchmark.runner.artifacts import load_state, read_json
 from benchmark.runner.cells import Cell, cell_dir, cell_key, expand_cells
 from benchmark.runner.suite import SuiteRun
@@ -257,7 +264,7 @@ class _Evaluator:
             "acc": self.accuracies(preds, sp),
             "meta": read_json(path.with_suffix(".json")),
             "mia": self.mia(preds, sp, seed, step),
-            "loss_train": per_example_loss(preds.train, self.y_train),
+            "conf_train": logit_scaled_confidence_from_probs(preds.train, self.y_train),
         }
 
     @functools.cache  # noqa: B019
@@ -388,7 +395,7 @@ class _Evaluator:
             out["lira_member_frac"] = float((finite > LIRA_Z_95).mean()) if finite.size else math.nan
         else:
             out["lira_z_forget"] = out["lira_member_frac"] = math.nan
-        out["_loss_train"] = per_example_loss(preds.train, self.y_train)
+        out["_conf_train"] = logit_scaled_confidence_from_probs(preds.train, self.y_train)
         return out
 
     # --- relearn time --------------------------------------------------------------------------------
@@ -426,7 +433,12 @@ class _Evaluator:
 
     # --- NeurIPS competition score over the seeds of one params_id -----------------------------------------
     def neurips(self, protocol: str, step: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """``rows``: the ok rows of one (protocol, params_id, step), one per seed, with ``_loss_train``."""
+        """``rows``: the ok rows of one (protocol, params_id, step), one per seed, with ``_conf_train``.
+
+        Examples forgotten by the same seeds form one (M, n) call of the competition metric
+        (:mod:`benchmark.metrics.neurips`), M = their number of seeds; F is the mean of the points
+        of all examples, each scored with its own M (the bucket cut-off ``ceil(ln(M − 1))``).
+        """
         nan = {"neurips_score": math.nan, "neurips_f": math.nan, "neurips_n_examples": 0,
                "neurips_n_models": math.nan}  # fmt: skip
         if len(rows) < self.cfg.neurips_min_models:
@@ -437,22 +449,24 @@ class _Evaluator:
         use = np.flatnonzero(counts >= self.cfg.neurips_min_models)
         if use.size == 0:
             return nan
-        lu = np.stack([r["_loss_train"] for r in rows])
-        lr = np.stack([self.gold(protocol, s, step)["loss_train"] for s in seeds])
+        cu = np.stack([r["_conf_train"] for r in rows])
+        cr = np.stack([self.gold(protocol, s, step)["conf_train"] for s in seeds])
         patterns, inverse = np.unique(in_f[:, use].T, axis=0, return_inverse=True)
-        eps = np.empty(use.size)
-        for k, pat in enumerate(patterns):  # examples forgotten by the same seeds: one vectorised call
-            cols = use[inverse.reshape(-1) == k]
-            eps[inverse.reshape(-1) == k] = example_epsilon(lu[pat][:, cols], lr[pat][:, cols])
-        f = forgetting_quality(eps)
+        points = np.empty(use.size)
+        for k, pat in enumerate(patterns):  # examples forgotten by the same seeds: one call
+            here = inverse.reshape(-1) == k
+            cols = use[here]
+            points[here] = bucket_points(example_epsilons(cu[pat][:, cols], cr[pat][:, cols]), int(pat.sum()))
+        f = float(points.mean())
         golds = [self.gold(protocol, s, step)["acc"] for s in seeds]
-        utility = utility_factor(
-            float(np.mean([r["acc_retain"] for r in rows])),
-            float(np.mean([g["retain"] for g in golds])),
-            float(np.mean([r["acc_test"] for r in rows])),
-            float(np.mean([g["test"] for g in golds])),
+        score = neurips_score(
+            f,
+            [r["acc_retain"] for r in rows],
+            [g["retain"] for g in golds],
+            [r["acc_test"] for r in rows],
+            [g["test"] for g in golds],
         )
-        return {"neurips_score": f * utility, "neurips_f": f, "neurips_n_examples": int(use.size),
+        return {"neurips_score": score, "neurips_f": f, "neurips_n_examples": int(use.size),
                 "neurips_n_models": float(np.median(counts[use]))}  # fmt: skip
 
 
@@ -524,7 +538,7 @@ def evaluate_suite(run: SuiteRun, config: EvalConfig | None = None) -> pd.DataFr
         for row in members:
             row.update(score)
     for row in rows:
-        row.pop("_loss_train", None)
+        row.pop("_conf_train", None)
 
     df = pd.DataFrame(rows)
     for col in COLUMNS:
