@@ -39,8 +39,9 @@ same M on both sides, as the reference's ``np.where`` requires). Per example x:
 
 * Vectorised. Per example, the reference tiles (models × thresholds) 0/1 matrices on a GPU and
   averages them. Here every attack is reduced to the integer pair (a, b) = (number of positive models
-  it calls positive, number of negative models it calls positive), counted with ``searchsorted`` on
-  the sorted outputs (``#{l ≤ φ ≤ r} = #{φ ≤ r} − #{φ < l}``, floored at 0), and its ε is read from a
+  it calls positive, number of negative models it calls positive), counted with one ``searchsorted``
+  on the merged sorted outputs of the example (``#{l ≤ φ ≤ r} = #{φ ≤ r} − #{φ < l}``; an empty
+  interval, l > r, gives (0, 0)), and its ε is read from a
   precomputed (M+1)×(M+1) table (:func:`epsilon_table`). The thresholds are the reference's own
   grids, computed with the same float64 operations in the same order, so every attack sees exactly
   the same comparisons.
@@ -56,7 +57,8 @@ same M on both sides, as the reference's ``np.where`` requires). Per example x:
 * Undefined examples. If every attack of an example is discarded (e.g. all 2M outputs identical:
   the threshold grid is empty and every interval gives FPR or FNR = 0), the reference stops at an
   ``assert``; here ε_x = NaN and the example earns 0 points (what the reference's bucket loop gives a
-  NaN), still counted in N.
+  NaN), still counted in N. (That ``assert`` is applied to a numpy array, which raises for more than
+  one surviving attack unless asserts are disabled; it is read here as "some attack survives".)
 * Inputs are taken as float64 (the reference's confidences are float64). Differing model counts on
   the two sides are refused (the reference would fail to broadcast).
 """
