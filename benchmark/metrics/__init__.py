@@ -14,32 +14,37 @@ from benchmark.metrics.mia import (
     svc_mia_efficacy,
     true_class_prob,
 )
-from benchmark.metrics.population import (
-    NEURIPS_DELTA,
-    example_epsilon,
+from benchmark.metrics.neurips import (
+    bucket_points,
+    example_epsilons,
     forgetting_quality,
-    mean_pairwise_distance,
+    logit_scaled_confidence,
+    logit_scaled_confidence_from_probs,
     neurips_score,
+)
+from benchmark.metrics.population import (
+    mean_pairwise_distance,
     pairwise_divergence,
     population_divergence,
     reference_ratio,
-    utility_factor,
 )
 from benchmark.metrics.relearn import relearn_time
 
 __all__ = [
     "LIRA_Z_95",
     "LN2",
-    "NEURIPS_DELTA",
     "accuracy",
     "accuracy_from_probs",
     "best_balanced_accuracy",
-    "example_epsilon",
+    "bucket_points",
+    "example_epsilons",
     "forgetting_quality",
     "js_divergence",
     "kl_divergence",
     "lira_z_scores",
     "logit_confidence",
+    "logit_scaled_confidence",
+    "logit_scaled_confidence_from_probs",
     "loss_threshold_attack",
     "mean_js",
     "mean_kl",
@@ -56,5 +61,4 @@ __all__ = [
     "svc_mia_efficacy",
     "tow",
     "true_class_prob",
-    "utility_factor",
 ]

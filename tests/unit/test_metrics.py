@@ -13,21 +13,17 @@ from benchmark.metrics import (
     LN2,
     accuracy,
     accuracy_from_probs,
-    example_epsilon,
-    forgetting_quality,
     js_divergence,
     kl_divergence,
     mean_js,
     mean_kl,
     mean_pairwise_distance,
-    neurips_score,
     pairwise_divergence,
     population_divergence,
     predict_proba,
     reference_ratio,
     relearn_time,
     tow,
-    utility_factor,
 )
 from benchmark.unlearners.base import TrainRecipe
 
@@ -172,32 +168,7 @@ def test_reference_ratio_and_weight_distance_by_hand():
     assert math.isnan(mean_pairwise_distance(torch.zeros(1, 3)))
 
 
-# --------------------------------------------------------------------------------- NeurIPS 2023 score
-def test_example_epsilon_by_hand():
-    # interleaved R=0,2,4 / U=1,3,5: the best attack is t=2 (FPR 1/3, FNR 1/3):
-    # eps = ln(1 - 0.01 - 1/3) - ln(1/3) = ln(1.97) = 0.678034
-    eps = example_epsilon([[1.0], [3.0], [5.0]], [[0.0], [2.0], [4.0]])
-    assert eps.tolist() == pytest.approx([math.log(1.97)], abs=1e-12)
-    # perfectly separated (either way): FPR = FNR = 0, or both logs undefined -> inf
-    assert example_epsilon([[4.0], [5.0], [6.0]], [[1.0], [2.0], [3.0]]).tolist() == [math.inf]
-    assert example_epsilon([[1.0], [2.0], [3.0]], [[4.0], [5.0], [6.0]]).tolist() == [math.inf]
-    # identical outputs: every attack has FPR = 0 or FNR = 0 and is discarded -> eps = 0
-    assert example_epsilon(np.ones((3, 2)), np.ones((3, 2))).tolist() == [0.0, 0.0]
-
-
-def test_forgetting_quality_and_score_by_hand():
-    # bins [0,.5) [.5,1) [1,1.5) ... [6,inf): h = 1, 1, 1/2, 1/2, 1/4, 2/2^13
-    eps = [0.0, 0.4, 0.5, 0.7, 1.0, math.inf]
-    assert forgetting_quality(eps) == pytest.approx((1 + 1 + 0.5 + 0.5 + 0.25 + 2 / 2**13) / 6)
-    assert math.isnan(forgetting_quality([]))
-    assert utility_factor(0.9, 1.0, 0.8, 0.8) == pytest.approx(0.9)
-    assert utility_factor(0.9, 1.0, 0.9, 0.6) == pytest.approx(0.9)  # capped: extra test acc is no reward
-    assert utility_factor(0.9, 1.0, 0.9, 0.6, cap=False) == pytest.approx(1.35)
-    same = np.ones((3, 4))  # F = 1
-    score, f = neurips_score(same, same, 0.9, 1.0, 0.8, 0.8)
-    assert (score, f) == (pytest.approx(0.9), 1.0)
-    score, f = neurips_score([[1.0], [3.0], [5.0]], [[0.0], [2.0], [4.0]], 1.0, 1.0, 1.0, 1.0)
-    assert (score, f) == (0.5, 0.5)  # eps = 0.678 -> bin 2 -> h = 1/2
+# The NeurIPS 2023 competition score is tested in test_neurips.py (benchmark.metrics.neurips).
 
 
 # --------------------------------------------------------------------------------------------- relearn
