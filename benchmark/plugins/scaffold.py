@@ -3,7 +3,8 @@
 The method file holds a registered :class:`~benchmark.unlearners.base.Unlearner` with docstring
 placeholders for the update rule and the paper, a parameter grid, ``test_params`` and a working placeholder
 ``unlearn`` (a few minibatch steps on the retain set) so that ``unlearn-bench check-plugin NAME`` passes
-before the author writes a line. The test file calls :func:`benchmark.plugins.run_conformance`.
+before the author writes a line. The test file runs every check as its own test, through
+:func:`benchmark.plugins.parametrize_with_checks` and :func:`benchmark.plugins.check`.
 Nothing is ever overwritten.
 """
 

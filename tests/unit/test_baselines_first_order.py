@@ -437,29 +437,25 @@ def test_l1_sparse_increases_near_zero_weights(blobs):
 
 
 # ----------------------------------------------------------------------------------------------------
-# contract: registry, grids, determinism, counters, architecture
+# beyond the conformance checks (tests/unit/test_conformance_builtins.py runs those on every method):
+# citations, the shared grid keys, eval mode, counted work, seed dependence, budget checks every epoch
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_contract_grid_and_architecture(blobs, name):
+def test_cites_grid_keys_eval_mode_and_counted_work(blobs, name):
     cls = get_unlearner(name)
-    assert cls.params and all(isinstance(v, list) and v for v in cls.params.values())
-    assert set(cls.test_params) <= set(cls.params)
     assert cls.__module__.endswith(name) and "20" in (sys.modules[cls.__module__].__doc__ or "")  # cites
     assert "lr_scale" in cls.params and "epochs" in cls.params
     original, req, recipe = blobs
     ctx = blob_ctx(recipe)
     model = cls(**cls.test_params).unlearn(copy.deepcopy(original), req, ctx)
-    assert isinstance(model, nn.Module) and not model.training
-    assert {k: v.shape for k, v in model.state_dict().items()} == {
-        k: v.shape for k, v in original.state_dict().items()
-    }
+    assert not model.training
     assert ctx.counters.grad_samples > 0
-    assert torch.cat([p.reshape(-1) for p in model.parameters()]).isfinite().all()
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_deterministic_under_the_seed(blobs, name):
+def test_the_seed_matters_and_the_counters_do_not_depend_on_it(blobs, name):
+    """Same seed, same weights is the conformance check ``deterministic``; a different seed moves them."""
     original, req, recipe = blobs
     cls = get_unlearner(name)
 
@@ -469,10 +465,9 @@ def test_deterministic_under_the_seed(blobs, name):
         return torch.cat([p.detach().reshape(-1) for p in m.parameters()]), ctx.counters.grad_samples
 
     a, na = once(5)
-    b, nb = once(5)
-    c, _ = once(6)
-    assert torch.equal(a, b) and na == nb
+    c, nc = once(6)
     assert not torch.equal(a, c)
+    assert na == nc
 
 
 def test_budget_is_checked_every_epoch(blobs):

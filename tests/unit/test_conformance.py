@@ -14,8 +14,9 @@ import benchmark.data.snapshot as snapshot_mod
 import benchmark.runner.suite as suite_mod
 from benchmark.cli import main
 from benchmark.data.snapshot import Snapshot
-from benchmark.plugins import CHECKS, run_conformance
-from benchmark.unlearners.base import _REGISTRY, Unlearner, register_unlearner
+from benchmark.plugins import CHECKS, check, parametrize_with_checks, run_conformance
+from benchmark.plugins.testing import clear_cache
+from benchmark.unlearners.base import _REGISTRY, Unlearner, available_unlearners, register_unlearner
 
 CORE = ["original", "retrain", "finetune", "gradient_ascent", "cure_newton"]
 
@@ -122,6 +123,14 @@ class BadGridPoint(Unlearner):
             raise ValueError(f"mode {self.hparams['mode']!r} not supported")
 
 
+class CountsCalls(Unlearner):
+    calls = 0
+
+    def unlearn(self, model, request, ctx):
+        CountsCalls.calls += 1
+        return model
+
+
 class SkipsEverything(Unlearner):
     def skip(self, n_params):
         return "needs a transformer"
@@ -142,6 +151,7 @@ TEST_METHODS = {
     "conf_bad_test_params": BadTestParams,
     "conf_bad_grid": BadGridPoint,
     "conf_skips": SkipsEverything,
+    "conf_counts": CountsCalls,
 }
 
 
@@ -242,3 +252,43 @@ def test_cli_check_plugin_exit_codes_without_params_yaml(tmp_path, monkeypatch, 
     assert "FAIL  finite_weights" in out and "does NOT conform" in out
     assert main(["check-plugin", "finetune", "--params", "epochs"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_parametrize_with_checks_gives_one_id_per_method_and_check():
+    mark = parametrize_with_checks(["conf_nan", "finetune"])
+    assert mark.args[0] == ("method", "check_name")
+    ids = [p.id for p in mark.args[1]]
+    assert ids == [f"{m}-{c}" for m in ("conf_nan", "finetune") for c in CHECKS]
+    assert [p.values for p in mark.args[1]][-1] == ("finetune", "budget")
+    every = parametrize_with_checks().args[1]  # every registered method, these test methods included
+    assert len(every) == len(available_unlearners()) * len(CHECKS)
+    assert {p.values[0] for p in every} == set(available_unlearners())
+    assert [p.id for p in parametrize_with_checks("finetune", ["deterministic"]).args[1]] == [
+        "finetune-deterministic"
+    ]
+    with pytest.raises(ValueError, match="unknown conformance check"):
+        parametrize_with_checks(["finetune"], ["determinism"])
+
+
+def test_check_raises_the_one_line_reason_and_returns_passes():
+    with pytest.raises(AssertionError, match=r"conf_nan: FAIL  finite_weights .*NaN or inf"):
+        check("conf_nan", "finite_weights")
+    assert check("conf_nan", "deterministic").passed  # the other checks of a faulty method still pass
+    with pytest.raises(AssertionError, match="not run: the method skips the model"):
+        check("conf_skips", "budget")
+    with pytest.raises(AssertionError, match="unknown method 'no_such_method'"):
+        check("no_such_method", "registered")
+    with pytest.raises(ValueError, match="unknown conformance check 'nope'"):
+        check("conf_nan", "nope")
+
+
+def test_the_checks_of_one_method_share_one_evaluation():
+    clear_cache()
+    CountsCalls.calls = 0
+    for name in CHECKS:
+        check("conf_counts", name)
+    assert CountsCalls.calls == 3 + 3 + 1  # the traced sequence, its seeded repeat, the budget call
+    check("conf_counts", "finite_weights", {})
+    assert CountsCalls.calls == 7
+    run_conformance("conf_counts")  # the runner always evaluates afresh
+    assert CountsCalls.calls == 14

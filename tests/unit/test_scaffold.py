@@ -13,7 +13,7 @@ import pytest
 
 import benchmark.plugins.scaffold as scaffold
 from benchmark.cli import main
-from benchmark.plugins import ScaffoldError, run_conformance, scaffold_method
+from benchmark.plugins import CHECKS, ScaffoldError, run_conformance, scaffold_method
 from benchmark.unlearners.base import _REGISTRY, available_unlearners
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,9 +51,14 @@ def test_scaffold_passes_conformance_and_its_own_test(workdir):
     assert "Update rule" in src and "Reference:" in src and "test_params = {" in src
     assert "import myplugins.my_unlearner" in test_file.read_text()
 
-    # the generated test imports the module (registering the method) and runs the conformance checks
+    # the generated test imports the module (registering the method) and runs each conformance check as
+    # its own test, ids my_unlearner-<check>
     generated = load(test_file, "generated_test_my_unlearner")
-    generated.test_my_unlearner_conforms()
+    (mark,) = generated.test_my_unlearner_conforms.pytestmark
+    assert mark.args[0] == ("method", "check_name")
+    assert [p.id for p in mark.args[1]] == [f"my_unlearner-{c}" for c in CHECKS]
+    for p in mark.args[1]:
+        generated.test_my_unlearner_conforms(*p.values)
     assert _REGISTRY["my_unlearner"].__module__ == "myplugins.my_unlearner"
     assert all(r.passed for r in run_conformance("my_unlearner"))
 
