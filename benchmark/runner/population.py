@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from benchmark.metrics import accuracy_from_probs, predict_proba
 from benchmark.metrics.klom import klom, klom_summary, margins
-from benchmark.metrics.neurips import forgetting_quality, neurips_outputs, neurips_score
+from benchmark.metrics.neurips import forgetting_quality, logit_scaled_confidence_from_probs, neurips_score
 from benchmark.models.training import train_model
 from benchmark.runner.artifacts import load_state, read_json, save_state, slug, stable_hash, write_json
 from benchmark.runner.suite import POP, SuiteRun
@@ -214,7 +214,7 @@ def _collect(run: SuiteRun, p: str, members: list[Member]) -> _Outputs:
         model = load_state(path, run.make_model(_pop_seed(run, m.index)))
         pf = predict_proba(model, forget.x)
         rows_m.append(margins(torch.log(pf.clamp_min(1e-300)), forget.y))
-        rows_o.append(neurips_outputs(pf, forget.y))
+        rows_o.append(logit_scaled_confidence_from_probs(pf, forget.y))
         acc_r.append(accuracy_from_probs(predict_proba(model, retain.x), retain.y))
         acc_t.append(accuracy_from_probs(predict_proba(model, snap.x_test), snap.y_test))
     n = len(forget)
@@ -226,6 +226,20 @@ def _collect(run: SuiteRun, p: str, members: list[Member]) -> _Outputs:
         n_failed=len(errors),
         error=errors[0] if errors else "",
     )
+
+
+NEURIPS_MAX_EXAMPLES = 500  # the NeurIPS score costs ~7 ms per example whatever M: a seeded subsample
+
+
+def _forgetting_quality(unlearned: np.ndarray, retrained: np.ndarray, seed: int) -> float:
+    """The competition's F on at most :data:`NEURIPS_MAX_EXAMPLES` forget examples (a seeded subsample;
+    F is a mean over examples, so this only adds sampling noise) and the same number of models per side
+    (the first M of each, M = the smaller population: the reference needs equal counts)."""
+    m = min(len(unlearned), len(retrained))
+    cols = np.arange(unlearned.shape[1])
+    if cols.size > NEURIPS_MAX_EXAMPLES:
+        cols = np.sort(np.random.default_rng(seed).choice(cols, NEURIPS_MAX_EXAMPLES, replace=False))
+    return forgetting_quality(unlearned[:m, cols], retrained[:m, cols])
 
 
 def _method_groups(run: SuiteRun, p: str) -> list[tuple[str, str, list[Member]]]:
@@ -283,7 +297,7 @@ def score_population(run: SuiteRun, n_boot: int = 400) -> tuple[pd.DataFrame, pd
                 continue
             seed = int(stable_hash([run.suite.name, p, params_id]), 16) % 2**31
             ks = klom_summary(out.margins, ref.margins, n_boot=n_boot, seed=seed)
-            f = forgetting_quality(out.outputs, ref.outputs)
+            f = _forgetting_quality(out.outputs, ref.outputs, seed)
             row.update(
                 status="ok",
                 klom_mean=ks["mean"],
