@@ -360,7 +360,8 @@ def _population(d: Any, key: str, protocols: list[str], methods: list[str]) -> P
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{key}.{k}: expected a non-empty list")
         for v in values:
-            if v not in allowed:
+            # a method name, or one configuration of it by its params_id, e.g. "m[a=1]"
+            if not isinstance(v, str) or v.split("[")[0] not in allowed:
                 raise ConfigError(f"{key}.{k}: {v!r} is not in the suite's {k} {allowed}")
         chosen[k] = tuple(values)
     return PopulationConfig(

@@ -44,8 +44,10 @@ def expand_cells(run: SuiteRun) -> list[Cell]:
         for overrides in run.params.method_grids.get(method) or [{}]:  # a union of grids
             configs += [hp for hp in cls.grid(overrides, full=run.params.grid == "full") if hp not in configs]
         varying = sorted(k for k in configs[0] if len({repr(hp[k]) for hp in configs}) > 1)
+        default = next(cls.grid(full=False))
         for hp in configs:
-            label = ",".join(f"{k}={hp[k]}" for k in varying)
+            # the method's default configuration keeps the bare name (the leaderboard's headline row)
+            label = "" if hp == default else ",".join(f"{k}={hp[k]}" for k in varying)
             params_id = f"{method}[{label}]" if label else method
             for protocol in run.suite.protocols:
                 for seed in run.suite.seeds:

@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from benchmark.config import ConfigError
 from benchmark.metrics import accuracy_from_probs, predict_proba
 from benchmark.metrics.klom import klom, klom_summary, margins
 from benchmark.metrics.neurips import forgetting_quality, logit_scaled_confidence_from_probs, neurips_score
@@ -87,12 +88,20 @@ def member_key(run: SuiteRun, m: Member) -> str:
                         "forget": forget, "budget_s": run.suite.budget_s})  # fmt: skip
 
 
-def _method_config(run: SuiteRun, method: str) -> tuple[str, dict[str, Any]]:
-    """(params_id, hparams) of the method's first configuration: the leaderboard's headline row."""
+def _method_config(run: SuiteRun, name: str) -> tuple[str, str, dict[str, Any]]:
+    """(method, params_id, hparams) of a population entry: a params_id of the suite's grid, or a method
+    name (its first configuration: the row the leaderboard headlines)."""
     from benchmark.runner.cells import expand_cells
 
-    cell = next(c for c in expand_cells(run) if c.method == method)
-    return cell.params_id, cell.hparams
+    cells = expand_cells(run)
+    cell = next((c for c in cells if c.params_id == name), None)
+    if cell is None:
+        if "[" in name:
+            ids = sorted({c.params_id for c in cells if c.params_id.startswith(name.split("[")[0])})
+            raise ConfigError(f"suites.{run.suite.name}.population.methods: no configuration {name!r}; "
+                              f"the grid has {ids}")  # fmt: skip
+        cell = next(c for c in cells if c.method == name)
+    return cell.method, cell.params_id, cell.hparams
 
 
 def population_members(run: SuiteRun) -> list[Member]:
@@ -254,10 +263,10 @@ def _method_groups(run: SuiteRun, p: str) -> list[tuple[str, str, list[Member]]]
         elif method == RETRAIN:
             groups.append((method, method, [Member("gold", p, pop.models + i) for i in range(pop.models)]))
         else:
-            params_id, hp = _method_config(run, method)
+            name, params_id, hp = _method_config(run, method)
             hpt = tuple(sorted(hp.items()))
-            members = [Member("unlearned", p, i, method, params_id, hpt) for i in range(pop.models)]
-            groups.append((method, params_id, members))
+            members = [Member("unlearned", p, i, name, params_id, hpt) for i in range(pop.models)]
+            groups.append((name, params_id, members))
     return groups
 
 

@@ -18,8 +18,9 @@ def test_default_params_are_valid(raw):
     params = parse_params(raw)
     assert {"digits-mlp", "mnist5k-mlp"} <= set(params.suites)
     for suite in params.suites.values():
-        assert len(suite.seeds) >= 3
-        assert {"random", "class"} <= set(suite.protocols)
+        assert len(suite.seeds) >= 5
+        assert {"random", "class", "memorized"} <= set(suite.protocols)
+        assert suite.population is not None and suite.population.models >= 30
         assert {"original", "retrain", "finetune", "gradient_ascent", "cure_newton"} <= set(suite.methods)
     assert all(p.requests == 5 for p in params.protocols.values())
 
@@ -116,9 +117,10 @@ def test_a_list_of_grids_is_their_union_with_ids_naming_what_varies(raw):
     assert params.method_grids["cure_newton_krylov"] == grids
     run = SimpleNamespace(params=params, suite=params.suite("digits-mlp"))  # what expand_cells reads
     ids = [c.params_id for c in expand_cells(run)]
-    # {} and {iters: [10]} are the same configuration (the default iters cap is 10): listed once
+    # {} and {iters: [10]} are the same configuration (the default iters cap is 10): listed once, under
+    # the bare method name (the default configuration is the leaderboard's headline row)
     assert ids == [
-        "cure_newton_krylov[hvp_batch=0,iters=10]",
+        "cure_newton_krylov",
         "cure_newton_krylov[hvp_batch=32,iters=1]",
         "cure_newton_krylov[hvp_batch=32,iters=2]",
     ]
