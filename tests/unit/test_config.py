@@ -113,6 +113,7 @@ def test_a_list_of_grids_is_their_union_with_ids_naming_what_varies(raw):
     grids = [{}, {"iters": [1, 2], "hvp_batch": [32]}, {"iters": [10]}]
     raw["methods"]["cure_newton_krylov"] = grids
     raw["suites"]["digits-mlp"].update(methods=["cure_newton_krylov"], seeds=[0], protocols=["random"])
+    raw["suites"]["digits-mlp"].pop("population")
     params = parse_params(raw)
     assert params.method_grids["cure_newton_krylov"] == grids
     run = SimpleNamespace(params=params, suite=params.suite("digits-mlp"))  # what expand_cells reads
