@@ -20,7 +20,17 @@ Importances (``importance``):
   ever selected once n_e/n ≥ 1/α (e.g. a whole class of a 10-class set at α = 10); the squared-minibatch
   estimate escapes this because the coherent gradients of a forget batch do not average out.
 
-Data: []_Df on this request's samples D_e(k) (``request.forget``); []_D on D_r(k) ∪ D_e(k), i.e. the
+Release defaults (full-class: ``forget_full_class_main.py``, ``-b 64``, ``selection_weighting`` 10,
+``dampening_constant`` 1): batches of 64, []_D over ``full_train_dl`` = ConcatDataset(D_r, D_f) unshuffled
+with D_r built class by class (``order="class_sorted"``), on the whole training set D (``full_data=
+"original"``: in a sequential protocol the retain set plus every sample deleted so far, this request's
+last). With class-pure batches a weight that serves only one of C classes has []_D ≈ []_Df / C, so at
+α = 10 on a 10-class set class-specific weights sit at the selection boundary (the release's CIFAR-20/100
+have C ≥ 20): few weights are selected and a deleted class is forgotten only partly.
+The previous defaults (``order="given"``, ``full_data="current"``, batch 128, ``match_batch``) remain
+options.
+Data (``full_data="current"``): []_Df on this request's samples D_e(k) (``request.forget``); []_D on
+D_r(k) ∪ D_e(k), i.e. the
 data the incoming model still represents (at request 1 the full training set, as in the paper; samples of
 earlier requests were dampened already and are not re-counted). With ``"fisher"`` []_D is the
 size-weighted mean (n_r·F_r + n_e·F_e)/(n_r + n_e), so D_e's gradients are computed once.
@@ -52,14 +62,38 @@ def ssd_factors(imp_full: Tensor, imp_forget: Tensor, alpha: float, lam: float) 
     return beta, selected
 
 
+ORDERS = ("given", "class_sorted")
+FULL_DATA = ("current", "original")
+
+
+def full_data(request: Request, which: str, order: str) -> tuple[Tensor, Tensor]:
+    """The samples of []_D in the order of its minibatches: the retain part, then this request's forget set.
+
+    ``which``: ``"current"`` D_r(k) ∪ D_e(k); ``"original"`` the whole training set D = D_r(k) ∪ D_e(1..k)
+    (``request.forget_all``). ``order``: ``"given"`` index order; ``"class_sorted"`` the retain part
+    stably sorted by label, as the release's full-class loaders (``build_retain_forget_sets`` builds
+    D_r class by class; ``full_train_dl`` = ConcatDataset(D_r, D_f), not shuffled)."""
+    if which not in FULL_DATA or order not in ORDERS:
+        raise ValueError(f"ssd: full_data in {FULL_DATA}, order in {ORDERS}")
+    extra = request.forget if which == "current" else request.forget_all
+    keep = ~torch.isin(extra.indices, request.forget.indices)  # forget_all minus this request (appended last)
+    xr, yr = torch.cat([request.retain.x, extra.x[keep]]), torch.cat([request.retain.y, extra.y[keep]])
+    if order == "class_sorted":
+        perm = torch.sort(yr, stable=True).indices
+        xr, yr = xr[perm], yr[perm]
+    return torch.cat([xr, request.forget.x]), torch.cat([yr, request.forget.y])
+
+
 @register_unlearner("ssd")
 class SelectiveSynapticDampening(Unlearner):
     params = {
         "alpha": [10.0],
         "lambda": [1.0],
         "importance": ["batch"],
-        "batch_size": [128],
-        "match_batch": [True],
+        "batch_size": [64],
+        "match_batch": [False],
+        "order": ["class_sorted"],
+        "full_data": ["original"],
     }
     test_params = {}
 
@@ -84,8 +118,7 @@ class SelectiveSynapticDampening(Unlearner):
                 bs = min(bs, n_e)
             ctx.info["importance_batch"] = bs
             imp_forget = minibatch_importance(model, forget.x, forget.y, bs, w=w, counter=ctx.counters)
-            x_full = torch.cat([retain.x, forget.x])
-            y_full = torch.cat([retain.y, forget.y])
+            x_full, y_full = full_data(request, str(self.hparams["full_data"]), str(self.hparams["order"]))
             imp_full = minibatch_importance(model, x_full, y_full, bs, w=w, counter=ctx.counters)
         beta, selected = ssd_factors(
             imp_full, imp_forget, float(self.hparams["alpha"]), float(self.hparams["lambda"])

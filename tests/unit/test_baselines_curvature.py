@@ -272,7 +272,13 @@ def test_ssd_unlearn_applies_the_rule_to_the_right_importances(importance):
     beta = torch.where(imp_f > 1.0 * imp_d, torch.clamp(0.5 * imp_d / imp_f, max=1.0), torch.ones_like(w))
     ctx = context()
     method = get_unlearner("ssd")(
-        alpha=1.0, **{"lambda": 0.5}, importance=importance, batch_size=4, match_batch=False
+        alpha=1.0,
+        **{"lambda": 0.5},
+        importance=importance,
+        batch_size=4,
+        match_batch=False,
+        order="given",
+        full_data="current",
     )
     out = method.unlearn(model, request_of(x, y, forget, retain, 3), ctx)
     torch.testing.assert_close(flat_params(out), w * beta, rtol=1e-12, atol=0)
@@ -288,7 +294,8 @@ def test_ssd_match_batch_uses_forget_sized_batches_for_both_importances():
     imp_f = minibatch_importance(model, x[forget], y[forget], 3)
     beta, _ = ssd_factors(imp_d, imp_f, alpha=1.0, lam=0.5)
     ctx = context()
-    out = get_unlearner("ssd")(alpha=1.0, **{"lambda": 0.5}).unlearn(
+    hp = dict(batch_size=128, match_batch=True, order="given", full_data="current")
+    out = get_unlearner("ssd")(alpha=1.0, **{"lambda": 0.5}, **hp).unlearn(
         model, request_of(x, y, forget, retain, 3), ctx
     )
     torch.testing.assert_close(flat_params(out), w * beta, rtol=1e-12, atol=0)
@@ -465,3 +472,24 @@ def test_registry_grids_and_test_params():
         get_unlearner("influence")(mode="lissa").unlearn(
             tiny_mlp(), request_of(*tiny_data(), [0], [1, 2], 3), context()
         )
+
+
+def test_ssd_full_data_is_the_original_set_class_sorted_with_this_request_last():
+    from benchmark.unlearners.ssd import full_data
+
+    y = torch.tensor([2, 0, 1, 0, 2, 1, 1, 0])
+    x = torch.arange(8, dtype=torch.float32)[:, None]
+
+    def v(i):
+        i = torch.tensor(i)
+        return DataView(x[i], y[i], i)
+
+    req = Request(2, v([3, 5]), v([1, 3, 5]), v([0, 2, 4, 6, 7]), 3)
+    xs, ys = full_data(req, "original", "class_sorted")
+    # retain {0,2,4,6,7} then earlier-deleted {1}, stably sorted by label, then this request's {3, 5}
+    assert xs[:, 0].tolist() == [7, 1, 2, 6, 0, 4, 3, 5]
+    assert ys.tolist() == [0, 0, 1, 1, 2, 2, 0, 1]
+    xs, _ = full_data(req, "current", "given")
+    assert xs[:, 0].tolist() == [0, 2, 4, 6, 7, 3, 5]
+    with pytest.raises(ValueError):
+        full_data(req, "everything", "given")
