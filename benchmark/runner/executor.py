@@ -59,8 +59,8 @@ class Unit:
 @dataclass(frozen=True)
 class UnitResult:
     """What became of one unit: ``value`` is what ``fn`` returned (``ok``), ``error`` the reason it did
-    not (``"ExceptionType: message"``); ``wall_s`` is the last attempt's time inside ``fn`` (NaN when
-    the worker died)."""
+    not (``"ExceptionType: message"``); ``wall_s`` is the successful attempt's time inside ``fn`` (NaN
+    for a failure)."""
 
     unit: Unit
     ok: bool
@@ -201,7 +201,7 @@ def _run_local(
                     result = UnitResult(unit, True, fn(run, unit), wall_s=time.perf_counter() - t0)
                     break
                 except Exception as exc:
-                    result = UnitResult(unit, False, error=_reason(exc), wall_s=time.perf_counter() - t0)
+                    result = UnitResult(unit, False, error=_reason(exc))
             results.append(_finish(result, progress, on_result))
         return results
     finally:
