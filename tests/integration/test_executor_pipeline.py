@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import ray
 import torch
+import yaml
 
+from benchmark.cli import main
 from benchmark.config import ExecutorConfig, parse_params
 from benchmark.runner.artifacts import Layout, read_json
 from benchmark.runner.cells import run_unlearning
@@ -95,3 +97,18 @@ def test_ray_and_local_write_identical_artifacts(ray_instance, tmp_path):
     # finished work is detected before submission: a second pass submits nothing
     again = _pipeline(tmp_path / "ray", ExecutorConfig(kind="ray", num_cpus=2))
     assert again == {"originals": 0, "gold": 0, "run": 0, "cached": 20}
+
+
+@pytest.mark.integration
+def test_cli_runs_a_stage_on_ray_and_resumes_only_missing_cells(ray_instance, tmp_path, capsys):
+    _pipeline(tmp_path, ExecutorConfig())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(RAW))
+    victim = next((tmp_path / "runs" / "tiny" / "cells" / "class").glob("finetune*/seed1/result.json"))
+    before = _strip(read_json(victim))
+    victim.unlink()
+    base = ["--params", str(tmp_path / "params.yaml"), "--root", str(tmp_path)]
+    assert main([*base, "unlearn", "--executor", "ray", "--num-cpus", "2"]) == 0
+    assert main([*base, "gold", "--executor", "ray"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: unlearn: 1 cells run, 19 reused" in out and "tiny: gold: 0 retrained" in out, out
+    assert _strip(read_json(victim)) == before  # recomputed on a Ray worker: the same result
