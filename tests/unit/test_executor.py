@@ -64,6 +64,12 @@ def probes(n: int, bad: int | None = None) -> list[Unit]:
 # --- tests -------------------------------------------------------------------------------------------------
 
 
+def test_no_units_start_nothing():  # first in the module: before the shared instance starts
+    assert not ray.is_initialized()
+    assert run_units([], square_or_raise, executor=RAY, desc="empty") == []
+    assert not ray.is_initialized()
+
+
 @pytest.mark.parametrize("backend", ["local", "ray"])
 def test_a_raising_unit_fails_with_its_reason_and_the_others_complete(backend, request):
     cfg = LOCAL if backend == "local" else RAY
@@ -118,10 +124,6 @@ def _dispatch(run, unit: Unit) -> int:
     return always_die(run, unit) if unit.key == "doomed" else square_or_raise(run, unit)
 
 
-def test_no_units_start_nothing():
-    assert run_units([], square_or_raise, executor=RAY, desc="empty") == []
-
-
 def test_units_must_belong_to_the_run(tmp_path):
     class FakeSuite:
         name = "s"
@@ -131,3 +133,11 @@ def test_units_must_belong_to_the_run(tmp_path):
 
     with pytest.raises(ValueError, match="suite 's'"):
         run_units(probes(1), square_or_raise, executor=LOCAL, desc="x", run=FakeRun())
+
+
+def test_progress_off_a_terminal_is_a_log_line(capsys):
+    run_units(probes(40, bad=5), square_or_raise, executor=ExecutorConfig(max_retries=0), desc="grid")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 20  # one every 40 // 20 units
+    assert lines[0].startswith("grid: 2/40 units done, 0 failed, ")
+    assert lines[-1].startswith("grid: 40/40 units done, 1 failed, ")
