@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from benchmark.config import ConfigError, Params, load_params
+from benchmark.config import EXECUTOR_KINDS, ConfigError, Params, load_params
+from benchmark.runner.executor import UnitsFailed
 
 
 def _suites(params: Params, name: str | None) -> list[str]:
@@ -34,10 +35,32 @@ def cmd_fetch(args: argparse.Namespace, params: Params) -> None:
         print(f"{name}: {manifest['n_train']} train / {manifest['n_test']} test from {manifest['source']}")
 
 
+def _with_executor(args: argparse.Namespace, params: Params) -> Params:
+    """``params`` with its ``executor:`` section overridden by ``--executor/--address/--num-cpus``."""
+    from dataclasses import replace
+
+    kind, address, num_cpus = (getattr(args, k, None) for k in ("executor", "address", "num_cpus"))
+    if kind is None and address is None and num_cpus is None:
+        return params
+    if address is not None and kind == "local":
+        raise ConfigError("--address: only valid with --executor ray")
+    if address is not None and num_cpus is not None:
+        raise ConfigError("--num-cpus: the cluster's own when joining one (--address)")
+    cfg = params.executor
+    if kind is not None:  # the file's cluster address is dropped when switching to local
+        cfg = replace(cfg, kind=kind, address=cfg.address if kind == "ray" else None)
+    if address is not None:
+        cfg = replace(cfg, kind="ray", address=address, num_cpus=None)
+    if num_cpus is not None:  # a private local instance of that size
+        cfg = replace(cfg, address=None, num_cpus=num_cpus)
+    return replace(params, executor=cfg)
+
+
 def _each_suite(fn: Callable, label: str) -> Callable[[argparse.Namespace, Params], None]:
     def run(args: argparse.Namespace, params: Params) -> None:
         from benchmark.runner.suite import open_suite
 
+        params = _with_executor(args, params)
         for suite in _suites(params, args.suite):
             out = fn(open_suite(params, suite, args.root), args)
             print(f"{suite}: {label}: {out}")
@@ -172,10 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_: str, fn: Callable, suite: bool = False) -> argparse.ArgumentParser:
+    def add(
+        name: str, help_: str, fn: Callable, suite: bool = False, grid: bool = False
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         if suite:
             p.add_argument("--suite", help="one suite from params.yaml (default: all)")
+        if grid:
+            g = p.add_argument_group("executor (overrides params.yaml's executor: section)")
+            g.add_argument("--executor", choices=EXECUTOR_KINDS, help="run units in-process or as Ray tasks")
+            g.add_argument(
+                "--address", help="join this Ray cluster (auto or HOST:PORT); implies --executor ray"
+            )
+            g.add_argument(
+                "--num-cpus", type=int, help="CPUs of the private local Ray instance (default: all)"
+            )
         p.set_defaults(fn=fn)
         return p
 
@@ -186,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Estimate per-example memorisation (models on random halves) for the memorized protocol.",
         _each_suite(_memorize, "memorization"),
         suite=True,
+        grid=True,
     )
     add(
         "protocols",
@@ -198,24 +233,28 @@ def build_parser() -> argparse.ArgumentParser:
         "Train the original models (one per seed) on the full training set.",
         _each_suite(_train, "originals"),
         suite=True,
+        grid=True,
     )
     add(
         "gold",
         "Retrain gold models on D minus requests 1..k for every protocol, seed and step.",
         _each_suite(_gold, "gold"),
         suite=True,
+        grid=True,
     )
     add(
         "population",
         "Train the populations (originals, retrains, unlearned models) for KLoM and the NeurIPS score.",
         _each_suite(_population, "population"),
         suite=True,
+        grid=True,
     )
     p = add(
         "unlearn",
         "Run every method's cells (cached per cell: only new or changed cells run).",
         _each_suite(_unlearn, "unlearn"),
         suite=True,
+        grid=True,
     )
     p.add_argument("--method", action="append", help="restrict to this method (repeatable)")
     add(
@@ -275,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"unlearn-bench: error: {exc}", file=sys.stderr)
         return 2
+    except UnitsFailed as exc:  # the rest of the grid finished and is kept; a re-run retries only these
+        print(f"unlearn-bench: error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # one line for the user; --debug shows the traceback
         if args.debug:
             raise

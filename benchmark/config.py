@@ -13,12 +13,14 @@ Layout::
                         protocols: [..], seeds: [..], methods: [..], budget_s?,
                         memorization?: {models, seed}, population?: {models, seed, methods, protocols}}}
     cost:       {hvp_grad_ratio, fwd_grad_ratio}          # one HVP / one forward pass, in gradient passes
+    executor:   {kind: local|ray, address?, num_cpus?, cpus_per_task?, gpus_per_task?, max_retries?,
+                 torch_threads?}                          # how the grid stages run their units (optional)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ ARCHS = ("logreg", "mlp", "cnn", "resnet18")
 PROTOCOL_KINDS = ("random", "class", "memorized", "mislabeled")
 OPTIMIZERS = ("adam", "sgd")
 GRIDS = ("default", "full")  # methods not listed under methods: run their default / whole built-in grid
+EXECUTOR_KINDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,45 @@ class SuiteConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorConfig:
+    """How the grid stages (train, gold, unlearn) run their units; see :mod:`benchmark.runner.executor`.
+
+    ``kind``: ``local`` (in-process, one unit after another) or ``ray``. ``address``: join a running Ray
+    cluster (``auto`` or ``HOST:PORT``); None starts a private local instance of ``num_cpus`` CPUs (None:
+    every core of the machine). ``cpus_per_task`` / ``gpus_per_task``: Ray resources one unit reserves.
+    ``max_retries``: re-runs of a unit whose worker died or that raised, before it counts as failed.
+    ``torch_threads``: intra-op threads while a unit runs (None: ``UNLEARN_BENCH_THREADS``, default 1).
+    None of these enter a cache key: where a unit runs never changes what it computes.
+    """
+
+    kind: str = "local"
+    address: str | None = None
+    num_cpus: int | None = None
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
+    max_retries: int = 2
+    torch_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        key = "executor"
+        if self.kind not in EXECUTOR_KINDS:
+            known = ", ".join(EXECUTOR_KINDS)
+            raise ConfigError(f"{key}.kind: unknown executor {self.kind!r}; known: {known}")
+        if self.kind == "local" and self.address is not None:
+            raise ConfigError(f"{key}.address: only valid with kind 'ray'")
+        if self.address is not None and self.num_cpus is not None:
+            raise ConfigError(f"{key}.num_cpus: the cluster's own when joining one (address is set)")
+        for name, lo in (("num_cpus", 1), ("max_retries", 0), ("torch_threads", 1)):
+            v = getattr(self, name)
+            if v is not None and v < lo:
+                raise ConfigError(f"{key}.{name}: must be >= {lo}, got {v}")
+        if not self.cpus_per_task > 0:
+            raise ConfigError(f"{key}.cpus_per_task: must be > 0, got {self.cpus_per_task}")
+        if not self.gpus_per_task >= 0:
+            raise ConfigError(f"{key}.gpus_per_task: must be >= 0, got {self.gpus_per_task}")
+
+
+@dataclass(frozen=True)
 class Params:
     datasets: dict[str, DatasetConfig]
     protocols: dict[str, ProtocolConfig]
@@ -129,6 +171,7 @@ class Params:
     grid: str = "default"  # "default": one configuration per method unless methods: lists more; "full"
     hvp_grad_ratio: float = 2.0
     fwd_grad_ratio: float = 0.43
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def epochs_equiv(self, counts: Mapping[str, Any], n_train: int) -> float:
         """Work counters in epoch-equivalents: (grad_samples + hvp_grad_ratio · hvp_samples +
@@ -404,9 +447,24 @@ def _method_grids(d: dict[str, Any]) -> dict[str, list[dict[str, list[Any]]]]:
     return grids
 
 
+def _executor(d: Any) -> ExecutorConfig:
+    key = "executor"
+    d = _mapping(d if d is not None else {}, key)
+    _check_keys(d, key, {f.name for f in fields(ExecutorConfig)})
+    return ExecutorConfig(
+        kind=_typed(d, "kind", key, str, "local"),
+        address=_typed(d, "address", key, str),
+        num_cpus=_typed(d, "num_cpus", key, int),
+        cpus_per_task=_typed(d, "cpus_per_task", key, float, 1.0),
+        gpus_per_task=_typed(d, "gpus_per_task", key, float, 0.0),
+        max_retries=_typed(d, "max_retries", key, int, 2),
+        torch_threads=_typed(d, "torch_threads", key, int),
+    )
+
+
 def parse_params(raw: dict[str, Any]) -> Params:
     raw = _mapping(raw, "params.yaml")
-    top = {"datasets", "protocols", "suites", "methods", "cost", "grid"}
+    top = {"datasets", "protocols", "suites", "methods", "cost", "grid", "executor"}
     _check_keys(raw, "params", top, {"datasets", "suites"})
     grid = raw.get("grid", "default")
     if grid not in GRIDS:
@@ -425,6 +483,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         grid=grid,
         hvp_grad_ratio=_typed(cost, "hvp_grad_ratio", "cost", float, 2.0),
         fwd_grad_ratio=_typed(cost, "fwd_grad_ratio", "cost", float, 0.43),
+        executor=_executor(raw.get("executor")),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -40,9 +41,14 @@ def read_json(path: Path) -> Any:
 
 
 def save_state(path: Path, model: torch.nn.Module) -> None:
+    """Write the state dict atomically. Serialised through a buffer: ``torch.save`` to a path names the
+    zip archive inside after that file (here a temp name holding the pid), so equal weights would give
+    different bytes, hence different downstream cache keys, from one process to the next."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(model.state_dict(), tmp)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    tmp.write_bytes(buf.getvalue())
     tmp.replace(path)
 
 

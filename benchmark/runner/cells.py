@@ -20,8 +20,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from benchmark.config import ExecutorConfig
 from benchmark.provenance import provenance
 from benchmark.runner.artifacts import file_hash, load_state, read_json, save_state, stable_hash, write_json
+from benchmark.runner.executor import Unit, UnitResult, raise_failures, run_units
 from benchmark.runner.suite import SuiteRun
 from benchmark.unlearners.base import BudgetExceeded, Context, get_unlearner
 
@@ -185,23 +187,46 @@ def _finish(out: Path, base: dict[str, Any], rows: list[dict[str, Any]]) -> dict
     return result
 
 
-def run_unlearning(run: SuiteRun, methods: list[str] | None = None) -> dict[str, int]:
+def cell_unit(run: SuiteRun, cell: Cell, key: str) -> Unit:
+    return Unit(
+        "cell",
+        f"cell/{cell.protocol}/{cell.params_id}/seed{cell.seed}",
+        run.suite.name,
+        {"cell": cell, "key": key},
+    )
+
+
+def run_cell_unit(run: SuiteRun, unit: Unit) -> dict[str, Any]:
+    """The executor's entry point for one cell (a top-level function, so Ray can ship it)."""
+    return run_cell(run, unit.args["cell"], unit.args["key"])
+
+
+def run_unlearning(
+    run: SuiteRun, methods: list[str] | None = None, executor: ExecutorConfig | None = None
+) -> dict[str, int]:
     """Run every cell not already cached. Returns counts of cells run and reused."""
     cells = [c for c in expand_cells(run) if methods is None or c.method in methods]
-    counts = {"run": 0, "cached": 0}
-    bar = tqdm(cells, desc=f"{run.suite.name}: unlearning cells", unit="cell", disable=None)
-    for cell in bar:
+    units = []
+    for cell in cells:
         key = cell_key(run, cell)
-        if is_cached(run, cell, key):
-            counts["cached"] += 1
-            continue
-        bar.set_postfix(method=cell.params_id, protocol=cell.protocol, seed=cell.seed)
-        result = run_cell(run, cell, key)
-        bad = [r for r in result["requests"] if r["status"] not in ("ok", "skipped")]
+        if not is_cached(run, cell, key):
+            units.append(cell_unit(run, cell, key))
+    desc = f"{run.suite.name}: unlearning cells"
+
+    def report(res: UnitResult) -> None:
+        cell = res.unit.args["cell"]
+        if not res.ok:
+            tqdm.write(f"[{run.suite.name}] {cell.params_id} {cell.protocol} seed {cell.seed}: {res.error}")
+            return
+        bad = [r for r in res.value["requests"] if r["status"] not in ("ok", "skipped")]
         if bad:
             tqdm.write(
                 f"[{run.suite.name}] {cell.params_id} {cell.protocol} seed {cell.seed}: "
                 f"{bad[0]['status']} at request {bad[0]['step']}: {bad[0]['error']}"
             )
-        counts["run"] += 1
-    return counts
+
+    results = run_units(
+        units, run_cell_unit, executor=executor or run.params.executor, desc=desc, run=run, on_result=report
+    )
+    raise_failures(results, desc)
+    return {"run": len(results), "cached": len(cells) - len(units)}

@@ -18,14 +18,16 @@ a ``scores.json`` that says so and train nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from benchmark.config import ExecutorConfig
 from benchmark.models.training import train_model
 from benchmark.runner.artifacts import read_json, stable_hash, write_json
+from benchmark.runner.executor import Unit, raise_failures, run_units
 from benchmark.runner.suite import SuiteRun
 
 
@@ -51,8 +53,19 @@ def _model_key(run: SuiteRun, j: int) -> str:
                         "seed": m.seed, "j": j})  # fmt: skip
 
 
+def _part_path(run: SuiteRun, j: int) -> Path:
+    return run.layout.memorization_path(run.suite.name).parent / f"model{j}.json"
+
+
+def memorization_unit(run: SuiteRun, unit: Unit) -> int:
+    """Train memorisation model j on its half; write its correctness on every training example."""
+    j = unit.args["j"]
+    correct = _train_one(run, j)
+    write_json(_part_path(run, j), {"key": unit.args["key"], "correct": correct.astype(int).tolist()})
+    return j
+
+
 def _train_one(run: SuiteRun, j: int) -> np.ndarray:
-    """Train memorisation model j on its half; return its correctness on every training example."""
     m, snap = run.suite.memorization, run.snapshot
     half = torch.as_tensor(half_indices(run.n_train, m.seed, j))
     model = train_model(run.make_model(m.seed + j), snap.x_train[half], snap.y_train[half], run.suite.recipe,
@@ -66,27 +79,32 @@ def needs_memorization(run: SuiteRun) -> bool:
     return any(run.protocol(p).needs_memorization for p in run.suite.protocols)
 
 
-def estimate_memorization(run: SuiteRun) -> dict[str, Any]:
-    """Train the missing models, then write and return ``scores.json``."""
+def estimate_memorization(run: SuiteRun, executor: ExecutorConfig | None = None) -> dict[str, Any]:
+    """Train the missing models (through the executor), then write and return ``scores.json``."""
     path = run.layout.memorization_path(run.suite.name)
     m = run.suite.memorization
     if not needs_memorization(run):
         out: dict[str, Any] = {"needed": False, "scores": None}
         write_json(path, out)
         return out
-    key = stable_hash([_model_key(run, j) for j in range(m.models)])
+    keys = [_model_key(run, j) for j in range(m.models)]
+    key = stable_hash(keys)
     if path.exists() and read_json(path).get("key") == key:
         return read_json(path)
+
+    def done(j: int) -> bool:
+        part = _part_path(run, j)
+        return part.exists() and read_json(part).get("key") == keys[j]
+
+    units = [Unit("memorization", f"memorization/model{j}", run.suite.name, {"j": j, "key": keys[j]})
+             for j in range(m.models) if not done(j)]  # fmt: skip
+    desc = f"{run.suite.name}: memorisation models"
+    raise_failures(run_units(units, memorization_unit, executor=executor or run.params.executor, desc=desc,
+                             run=run), desc)  # fmt: skip
     correct = np.zeros((m.models, run.n_train), dtype=bool)
     inside = np.zeros((m.models, run.n_train), dtype=bool)
-    for j in tqdm(range(m.models), desc=f"{run.suite.name}: memorisation models", unit="model", disable=None):
-        part = path.parent / f"model{j}.json"
-        mkey = _model_key(run, j)
-        if part.exists() and read_json(part).get("key") == mkey:
-            correct[j] = np.asarray(read_json(part)["correct"], dtype=bool)
-        else:
-            correct[j] = _train_one(run, j)
-            write_json(part, {"key": mkey, "correct": correct[j].astype(int).tolist()})
+    for j in range(m.models):
+        correct[j] = np.asarray(read_json(_part_path(run, j))["correct"], dtype=bool)
         inside[j, half_indices(run.n_train, m.seed, j)] = True
     scores = memorization_scores(correct, inside)
     out = {"needed": True, "key": key, "models": m.models, "seed": m.seed,

@@ -32,14 +32,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from benchmark.config import ConfigError
+from benchmark.config import ConfigError, ExecutorConfig
 from benchmark.metrics import accuracy_from_probs, predict_proba
 from benchmark.metrics.klom import klom, klom_summary, margins
 from benchmark.metrics.neurips import forgetting_quality, logit_scaled_confidence_from_probs, neurips_score
 from benchmark.models.training import train_model
 from benchmark.runner.artifacts import load_state, read_json, save_state, slug, stable_hash, write_json
+from benchmark.runner.executor import Unit, UnitResult, raise_failures, run_units
 from benchmark.runner.suite import POP, SuiteRun
 from benchmark.unlearners.base import Context, get_unlearner
 
@@ -176,17 +176,30 @@ def _train_member(run: SuiteRun, m: Member) -> dict[str, Any]:
     return meta
 
 
-def train_population(run: SuiteRun) -> dict[str, int]:
-    """Train every missing member (originals first). Returns counts of members trained and reused."""
+def population_unit(run: SuiteRun, unit: Unit) -> dict[str, Any]:
+    """Executor entry point: train or unlearn one member."""
+    return _train_member(run, unit.args["member"])
+
+
+def train_population(run: SuiteRun, executor: ExecutorConfig | None = None) -> dict[str, int]:
+    """Train every missing member through the executor: originals and retrains first, then the unlearned
+    members (which start from the originals). Returns counts of members trained and reused."""
     members = population_members(run)
     todo = [m for m in members if not _done(run, m)]
-    bar = tqdm(todo, desc=f"{run.suite.name}: population", unit="model", disable=None)
-    for m in bar:
-        bar.set_postfix(kind=m.kind, protocol=m.protocol, method=m.method)
-        meta = _train_member(run, m)
-        if meta["status"] not in ("ok", "skipped"):
-            tqdm.write(f"[{run.suite.name}] population {m.params_id} {m.protocol} #{m.index}: "
-                       f"{meta['status']}: {meta['error']}")  # fmt: skip
+    desc = f"{run.suite.name}: population"
+
+    def report(res: UnitResult) -> None:
+        if res.ok and res.value["status"] not in ("ok", "skipped"):
+            m = res.unit.args["member"]
+            print(f"[{run.suite.name}] population {m.params_id} {m.protocol} #{m.index}: "
+                  f"{res.value['status']}: {res.value['error']}", flush=True)  # fmt: skip
+
+    for wave in ([m for m in todo if m.kind != "unlearned"], [m for m in todo if m.kind == "unlearned"]):
+        units = [Unit(m.kind, f"population/{m.kind}/{m.protocol}/{m.params_id}/{m.index}", run.suite.name,
+                      {"member": m}) for m in wave]  # fmt: skip
+        results = run_units(units, population_unit, executor=executor or run.params.executor, desc=desc,
+                            run=run, on_result=report)  # fmt: skip
+        raise_failures(results, desc)
     return {"run": len(todo), "cached": len(members) - len(todo)}
 
 

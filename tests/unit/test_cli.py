@@ -1,6 +1,12 @@
-import pytest
+from pathlib import Path
 
-from benchmark.cli import build_parser, main
+import pytest
+import yaml
+
+from benchmark.cli import _with_executor, build_parser, main
+from benchmark.config import parse_params
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SUBCOMMANDS = [
     "fetch",
@@ -65,3 +71,34 @@ def test_unknown_method_filter_is_a_config_error(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--method nonexistent" in err[0]
+@pytest.mark.parametrize(
+    ("file_cfg", "argv", "expected"),
+    [
+        ({}, [], ("local", None, None)),
+        ({}, ["--executor", "ray", "--num-cpus", "2"], ("ray", None, 2)),
+        ({}, ["--address", "auto"], ("ray", "auto", None)),
+        ({"kind": "ray", "address": "10.0.0.1:6379"}, ["--executor", "local"], ("local", None, None)),
+        ({"kind": "ray", "address": "10.0.0.1:6379"}, ["--num-cpus", "2"], ("ray", None, 2)),
+        ({"kind": "ray", "num_cpus": 4}, [], ("ray", None, 4)),
+    ],
+)
+def test_executor_flags_override_the_params_file(file_cfg, argv, expected):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = parse_params({**raw, "executor": file_cfg})
+    for command in ("train", "gold", "unlearn"):
+        args = build_parser().parse_args([command, *argv])
+        cfg = _with_executor(args, params).executor
+        assert (cfg.kind, cfg.address, cfg.num_cpus) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--executor", "local", "--address", "auto"], "--address"),
+        (["--address", "a", "--num-cpus", "2"], "--num-cpus"),
+    ],
+)
+def test_contradictory_executor_flags_are_a_one_line_error(argv, flag, capsys):
+    assert main(["gold", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0], err

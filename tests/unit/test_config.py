@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.config import ConfigError, load_params, parse_params
+from benchmark.config import ConfigError, ExecutorConfig, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,6 +83,17 @@ def test_default_params_are_valid(raw):
             lambda r: r["suites"]["digits-mlp"].update(memorization={"models": 1}),
             "suites.digits-mlp.memorization.models",
         ),
+        (lambda r: r.update(executor={"kind": "dask"}), "executor.kind"),
+        (lambda r: r.update(executor={"kind": "local", "address": "auto"}), "executor.address"),
+        (lambda r: r.update(executor={"kind": "ray", "address": "auto", "num_cpus": 2}), "executor.num_cpus"),
+        (lambda r: r.update(executor={"kind": "ray", "num_cpus": 0}), "executor.num_cpus"),
+        (lambda r: r.update(executor={"kind": "ray", "num_cpus": "two"}), "executor.num_cpus"),
+        (lambda r: r.update(executor={"kind": "ray", "cpus_per_task": 0}), "executor.cpus_per_task"),
+        (lambda r: r.update(executor={"kind": "ray", "gpus_per_task": -1}), "executor.gpus_per_task"),
+        (lambda r: r.update(executor={"kind": "ray", "max_retries": -1}), "executor.max_retries"),
+        (lambda r: r.update(executor={"kind": "ray", "torch_threads": 0}), "executor.torch_threads"),
+        (lambda r: r.update(executor={"kind": "ray", "workers": 3}), "executor.workers"),
+        (lambda r: r.update(executor=["ray"]), "executor"),
     ],
 )
 def test_bad_config_names_the_key(raw, mutate, key):
@@ -133,3 +144,19 @@ def test_epochs_equivalents_weigh_each_counter_by_its_cost_ratio(raw):
     counts = {"grad_samples": 400, "hvp_samples": 100, "fwd_samples": 50, "hvps": 3}
     assert params.epochs_equiv(counts, 200) == pytest.approx((400 + hvp * 100 + fwd * 50) / 200, rel=1e-15)
     assert params.epochs_equiv({"grad_samples": 200, "fwd_samples": None}, 100) == 2.0  # missing/None: 0
+
+
+def test_executor_section_defaults_to_local_and_parses_ray(raw):
+    params = parse_params({k: v for k, v in raw.items() if k != "executor"})
+    assert params.executor == ExecutorConfig()
+    assert params.executor.kind == "local" and params.executor.max_retries == 2
+    cfg = parse_params({**raw, "executor": {"kind": "ray", "num_cpus": 2, "gpus_per_task": 0.5}}).executor
+    assert (cfg.kind, cfg.num_cpus, cfg.address, cfg.cpus_per_task, cfg.gpus_per_task) == (
+        "ray",
+        2,
+        None,
+        1.0,
+        0.5,
+    )
+    cfg = parse_params({**raw, "executor": {"kind": "ray", "address": "auto", "torch_threads": 2}}).executor
+    assert (cfg.address, cfg.num_cpus, cfg.torch_threads) == ("auto", None, 2)
