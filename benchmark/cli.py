@@ -145,6 +145,17 @@ def cmd_leaderboard(args: argparse.Namespace, params: Params) -> None:
     print(f"leaderboard: {len(paths)} files in {layout.leaderboard_dir}")
 
 
+def cmd_preset(args: argparse.Namespace, params: Params | None) -> None:
+    import yaml
+
+    from benchmark.presets import apply_preset
+
+    merged = apply_preset(args.name, args.params, args.root)
+    out = args.out or args.params
+    Path(out).write_text(yaml.safe_dump(merged, sort_keys=False, width=110))
+    print(f"{out}: params.yaml + presets/{args.name}.yaml (restore the default with `git checkout {out}`)")
+
+
 def cmd_methods(args: argparse.Namespace, params: Params | None) -> None:
     from benchmark.unlearners.base import available_unlearners, plugin_errors
 
@@ -270,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("methods", "List every discovered unlearning method with its origin and code hash.", cmd_methods)
     add("validate", "Check params.yaml and report the first bad key.", cmd_validate)
+    p = add("preset", "Rewrite params.yaml with a named preset (presets/NAME.yaml) merged in.", cmd_preset)
+    p.add_argument("name", help="preset name, e.g. full")
+    p.add_argument("--out", type=Path, help="write here instead of over params.yaml")
     p = add(
         "check-plugin", "Run the conformance checks on one method (exit 1 if any fails).", cmd_check_plugin
     )
@@ -290,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-NO_PARAMS_COMMANDS = ("methods", "check-plugin", "new-method")  # plugin tools work outside a checkout
+# plugin tools work outside a checkout; preset reads params.yaml itself
+NO_PARAMS_COMMANDS = ("methods", "check-plugin", "new-method", "preset")
 
 
 def set_threads() -> int:

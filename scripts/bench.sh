@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# Install, then run the default benchmark end to end (dvc repro), offline. Extra args go to dvc repro.
+# Install, then run the default benchmark end to end (dvc repro), offline.
+#   bash scripts/bench.sh                 # the default pipeline
+#   bash scripts/bench.sh --preset full   # first rewrite params.yaml with presets/full.yaml (git checkout
+#                                         # params.yaml restores the default)
+# Other arguments go to dvc repro. Each output line carries the elapsed time; a per-stage summary ends the log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! git rev-parse --git-dir >/dev/null 2>&1; then
+  echo "scripts/bench.sh: not inside a git repository (DVC needs one): clone the repository, or run 'git init'" >&2
+  exit 1
+fi
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-1} DVC_NO_ANALYTICS=1
 export PATH="$PWD/.venv/bin:$PATH"
+if [ "${1:-}" = "--preset" ]; then
+  unlearn-bench preset "${2:?--preset needs a name}"
+  shift 2
+fi
 [ -d .dvc ] || dvc init -q
-dvc repro "$@"
+dvc repro "$@" 2>&1 | python scripts/stage_times.py
 dvc metrics show
 echo "leaderboard: leaderboards/README.md (open leaderboards/index.html in a browser)"
