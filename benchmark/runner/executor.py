@@ -41,7 +41,16 @@ from benchmark.config import ExecutorConfig, Params
 if TYPE_CHECKING:
     from benchmark.runner.suite import SuiteRun
 
-__all__ = ["ExecutorConfig", "Unit", "UnitFn", "UnitResult", "UnitsFailed", "raise_failures", "run_units"]
+__all__ = [
+    "ExecutorConfig",
+    "Unit",
+    "UnitFn",
+    "UnitResult",
+    "UnitsFailed",
+    "ensure_ray",
+    "raise_failures",
+    "run_units",
+]
 
 
 @dataclass(frozen=True)
