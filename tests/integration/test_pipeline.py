@@ -95,7 +95,8 @@ def test_dvc_repro_builds_the_leaderboard(repo: Path):
     pop = pd.read_csv(repo / "results" / "tiny-mlp_population.csv").set_index(["protocol", "method"])
     assert len(pop) == 2 * len(POP_METHODS) and set(pop.status) == {"ok"}
     assert (pop.n_unlearned == 4).all() and (pop.n_retrained == 4).all()
-    assert pop.loc[("class", "original"), "klom_mean"] > 3 * pop.loc[("class", "retrain"), "klom_mean"]
+    # (4 models per side: KLoM's finite-population floor is high, ~8 nats of the 11.5 cap)
+    assert pop.loc[("class", "original"), "klom_mean"] > pop.loc[("class", "retrain"), "klom_mean"] + 1
     assert (pop.klom_lo <= pop.klom_mean).all() and (pop.klom_mean <= pop.klom_hi).all()
     examples = pd.read_csv(repo / "results" / "tiny-mlp_population_examples.csv")
     assert set(examples.params_id) == set(POP_METHODS) and examples.klom.notna().all()
