@@ -179,3 +179,20 @@ def test_quality_gate_against_committed_reference(repo: Path):
             if current[key][col] != ref[col]:
                 problems.append(f"{key} {col}: {current[key][col]} vs reference {ref[col]} (exact)")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.integration
+def test_dvc_exp_run_set_param_reruns_only_that_method(repo: Path):
+    """`dvc exp run -S` on the pipeline: one method's grid changes, only its cells run (the others are reused
+    from the cell cache), and the experiment's metrics are readable."""
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-qm", "baseline", cwd=repo)  # experiments are relative to a commit
+    out = sh("dvc", "exp", "run", "-S", "methods.finetune.epochs=[2]", cwd=repo).stdout
+    assert "Running stage 'unlearn@tiny-mlp'" in out, out
+    assert "Running stage 'train@tiny-mlp'" not in out and "Running stage 'gold@tiny-mlp'" not in out, out
+    assert f"{len(PROTOCOLS)} cells run" in out, out  # finetune x protocols x 1 seed
+    df = pd.read_csv(repo / "results" / "tiny-mlp.csv")
+    assert set(df[df.method == "finetune"].params_id) == {"finetune"}
+    assert yaml.safe_load((repo / "params.yaml").read_text())["methods"]["finetune"]["epochs"] == [2]
+    shown = sh("dvc", "exp", "show", "--no-pager", "--md", cwd=repo).stdout
+    assert "tiny-mlp" in shown or "tow" in shown.lower(), shown[:2000]

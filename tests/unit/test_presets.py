@@ -22,6 +22,8 @@ def test_full_preset_runs_the_converged_exact_cubic_method_and_full_grids():
     params = parse_params(merged)
     assert params.grid == "full"
     assert {} in params.method_grids["cure_newton"]  # the converged default beside the paper row
+    for suite in params.suites.values():
+        assert {"cure_newton", "newton_pinv", "newton_damped"} <= set(suite.methods)
     assert params.suites.keys() == yaml.safe_load((ROOT / "params.yaml").read_text())["suites"].keys()
 
 
