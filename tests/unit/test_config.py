@@ -21,7 +21,8 @@ def test_default_params_are_valid(raw):
         assert len(suite.seeds) >= 5
         assert {"random", "class", "memorized"} <= set(suite.protocols)
         assert suite.population is not None and suite.population.models >= 30
-        assert {"original", "retrain", "finetune", "gradient_ascent", "cure_newton_krylov"} <= set(suite.methods)
+        expected = {"original", "retrain", "finetune", "gradient_ascent", "cure_newton_krylov"}
+        assert expected <= set(suite.methods)
     assert all(p.requests == 5 for p in params.protocols.values())
 
 
