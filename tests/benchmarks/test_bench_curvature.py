@@ -113,7 +113,12 @@ def test_gold_retrain_epoch(benchmark):
 @pytest.mark.parametrize(
     "method,hp",
     [
-        ("cure_newton_krylov", {"iters": 1, "hvp_batch": 32, "check_batch": 256, "precision": "model"}),
+        # the budget preset of params.yaml (one ARC iteration of it)
+        (
+            "cure_newton_krylov",
+            {"iters": 1, "hvp_batch": 32, "check_batch": 256, "precision": "model", "k": 10,
+             "krylov_tol": 0.0},  # fmt: skip
+        ),
         ("cure_newton_stochastic", {}),  # CuReNUS, the paper's settings
     ],
     ids=["krylov_budget", "curenus"],
