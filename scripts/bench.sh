@@ -19,5 +19,5 @@ if [ "${1:-}" = "--preset" ]; then
 fi
 [ -d .dvc ] || dvc init -q
 dvc repro "$@" 2>&1 | python scripts/stage_times.py
-dvc metrics show
+# the headline numbers: leaderboards/README.md, leaderboards/headline.csv (dvc metrics show lists them all)
 echo "leaderboard: leaderboards/README.md (open leaderboards/index.html in a browser)"
