@@ -41,7 +41,7 @@ from benchmark.models.training import train_model
 from benchmark.runner.artifacts import load_state, read_json, save_state, slug, stable_hash, write_json
 from benchmark.runner.executor import Unit, UnitResult, raise_failures, run_units
 from benchmark.runner.suite import POP, SuiteRun
-from benchmark.unlearners.base import Context, get_unlearner
+from benchmark.unlearners.base import BudgetExceeded, Context, get_unlearner
 
 REFERENCE, RETRAIN, ORIGINAL = "reference", "retrain", "original"
 
@@ -133,19 +133,16 @@ def _train_member(run: SuiteRun, m: Member) -> dict[str, Any]:
     path, key = member_path(run, m), member_key(run, m)
     t0 = time.perf_counter()
     status, error = "ok", ""
-    model: torch.nn.Module | None = None
+    seed = _pop_seed(run, m.index)
     if m.kind == "original":
-        seed = _pop_seed(run, m.index)
         y = run.train_labels(m.protocol, POP)
         model = train_model(run.make_model(seed), run.snapshot.x_train, y, run.suite.recipe, seed)
     elif m.kind == "gold":
         assert m.protocol is not None
-        seed = _pop_seed(run, m.index)
         retain = run.request(m.protocol, POP, run.protocol(m.protocol).requests).retain
         model = train_model(run.make_model(seed), retain.x, retain.y, run.suite.recipe, seed)
     else:
         assert m.protocol is not None
-        seed = _pop_seed(run, m.index)
         orig = Member("original", run.variant(m.protocol), m.index)
         model = load_state(member_path(run, orig), run.make_model(seed))
         ctx = Context(seed=seed, recipe=run.suite.recipe, make_model=run.make_model, n_train=run.n_train,
@@ -165,12 +162,13 @@ def _train_member(run: SuiteRun, m: Member) -> dict[str, Any]:
                 if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
                     status, error = "nan", "non-finite weights after the update"
         except Exception as exc:  # a failing method fails its member, not the stage
-            status = "timeout" if type(exc).__name__ == "BudgetExceeded" else "failed"
-            error = f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=-1).strip().splitlines()[-1]}"
+            status = "timeout" if isinstance(exc, BudgetExceeded) else "failed"
+            where = traceback.format_exc(limit=-1).strip().splitlines()[-3].strip()  # the raising line
+            error = f"{type(exc).__name__}: {exc} | {where}"
     meta = {"key": key, "kind": m.kind, "protocol": m.protocol, "index": m.index, "method": m.method,
             "params_id": m.params_id, "status": status, "error": error,
             "wall_s": time.perf_counter() - t0}  # fmt: skip
-    if status == "ok" and model is not None:
+    if status == "ok":
         save_state(path, model)
     write_json(path.with_suffix(".json"), meta)
     return meta
