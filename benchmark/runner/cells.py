@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from benchmark.config import ExecutorConfig
 from benchmark.provenance import provenance
 from benchmark.runner.artifacts import file_hash, load_state, read_json, save_state, stable_hash, write_json
-from benchmark.runner.executor import Unit, UnitResult, raise_failures, run_units
+from benchmark.runner.executor import Unit, UnitResult, run_stage
 from benchmark.runner.suite import SuiteRun
 from benchmark.unlearners.base import BudgetExceeded, Context, get_unlearner
 
@@ -225,8 +225,5 @@ def run_unlearning(
                 f"{bad[0]['status']} at request {bad[0]['step']}: {bad[0]['error']}"
             )
 
-    results = run_units(
-        units, run_cell_unit, executor=executor or run.params.executor, desc=desc, run=run, on_result=report
-    )
-    raise_failures(results, desc)
+    results = run_stage(run, units, run_cell_unit, desc, executor, on_result=report)
     return {"run": len(results), "cached": len(cells) - len(units)}

@@ -49,6 +49,7 @@ __all__ = [
     "UnitsFailed",
     "ensure_ray",
     "raise_failures",
+    "run_stage",
     "run_units",
 ]
 
@@ -92,6 +93,22 @@ def raise_failures(results: Sequence[UnitResult], desc: str) -> None:
         shown = "; ".join(f"{r.unit.key}: {r.error}" for r in bad[:5])
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
         raise UnitsFailed(f"{desc}: {len(bad)} of {len(results)} units failed: {shown}{more}")
+
+
+def run_stage(
+    run: SuiteRun,
+    units: Sequence[Unit],
+    fn: UnitFn,
+    desc: str,
+    executor: ExecutorConfig | None = None,
+    on_result: Callable[[UnitResult], None] | None = None,
+) -> list[UnitResult]:
+    """A suite stage's units through ``executor`` (default: the suite's ``params.executor``); once the whole
+    grid is done, :class:`UnitsFailed` if any unit failed (:func:`raise_failures`)."""
+    results = run_units(units, fn, executor=executor or run.params.executor, desc=desc, run=run,
+                        on_result=on_result)  # fmt: skip
+    raise_failures(results, desc)
+    return results
 
 
 def run_units(

@@ -27,7 +27,7 @@ import torch
 from benchmark.config import ExecutorConfig
 from benchmark.models.training import train_model
 from benchmark.runner.artifacts import read_json, stable_hash, write_json
-from benchmark.runner.executor import Unit, raise_failures, run_units
+from benchmark.runner.executor import Unit, run_stage
 from benchmark.runner.suite import SuiteRun
 
 
@@ -99,8 +99,7 @@ def estimate_memorization(run: SuiteRun, executor: ExecutorConfig | None = None)
     units = [Unit("memorization", f"memorization/model{j}", run.suite.name, {"j": j, "key": keys[j]})
              for j in range(m.models) if not done(j)]  # fmt: skip
     desc = f"{run.suite.name}: memorisation models"
-    raise_failures(run_units(units, memorization_unit, executor=executor or run.params.executor, desc=desc,
-                             run=run), desc)  # fmt: skip
+    run_stage(run, units, memorization_unit, desc, executor)
     correct = np.zeros((m.models, run.n_train), dtype=bool)
     inside = np.zeros((m.models, run.n_train), dtype=bool)
     for j in range(m.models):

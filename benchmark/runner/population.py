@@ -39,7 +39,7 @@ from benchmark.metrics.klom import klom, klom_summary, margins
 from benchmark.metrics.neurips import forgetting_quality, logit_scaled_confidence_from_probs, neurips_score
 from benchmark.models.training import train_model
 from benchmark.runner.artifacts import load_state, read_json, save_state, slug, stable_hash, write_json
-from benchmark.runner.executor import Unit, UnitResult, raise_failures, run_units
+from benchmark.runner.executor import Unit, UnitResult, run_stage
 from benchmark.runner.suite import POP, SuiteRun
 from benchmark.unlearners.base import BudgetExceeded, Context, get_unlearner
 
@@ -195,9 +195,7 @@ def train_population(run: SuiteRun, executor: ExecutorConfig | None = None) -> d
     for wave in ([m for m in todo if m.kind != "unlearned"], [m for m in todo if m.kind == "unlearned"]):
         units = [Unit(m.kind, f"population/{m.kind}/{m.protocol}/{m.params_id}/{m.index}", run.suite.name,
                       {"member": m}) for m in wave]  # fmt: skip
-        results = run_units(units, population_unit, executor=executor or run.params.executor, desc=desc,
-                            run=run, on_result=report)  # fmt: skip
-        raise_failures(results, desc)
+        run_stage(run, units, population_unit, desc, executor, on_result=report)
     return {"run": len(todo), "cached": len(members) - len(todo)}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from benchmark.config import ExecutorConfig
 from benchmark.models.training import evaluate_accuracy, train_model
 from benchmark.runner.artifacts import read_json, save_state, write_json
-from benchmark.runner.executor import Unit, raise_failures, run_units
+from benchmark.runner.executor import Unit, run_stage
 from benchmark.runner.suite import SuiteRun
 
 
@@ -63,9 +63,7 @@ def train_originals(run: SuiteRun, executor: ExecutorConfig | None = None) -> in
     """Train every missing original model. Returns how many were trained."""
     units = original_units(run)
     desc = f"{run.suite.name}: originals"
-    results = run_units(units, train_original, executor=executor or run.params.executor, desc=desc, run=run)
-    raise_failures(results, desc)
-    return len(results)
+    return len(run_stage(run, units, train_original, desc, executor))
 
 
 def gold_units(run: SuiteRun) -> list[Unit]:
@@ -108,6 +106,4 @@ def train_gold(run: SuiteRun, executor: ExecutorConfig | None = None) -> int:
     """Retrain from scratch (the originals' recipe and seed) on D_r(k) for every protocol, seed, step."""
     units = gold_units(run)
     desc = f"{run.suite.name}: gold retrains"
-    results = run_units(units, train_gold_unit, executor=executor or run.params.executor, desc=desc, run=run)
-    raise_failures(results, desc)
-    return len(results)
+    return len(run_stage(run, units, train_gold_unit, desc, executor))
