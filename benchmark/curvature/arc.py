@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchmark.core.types import WorkCounter
 from benchmark.curvature.cubic import CubicStep
 from benchmark.curvature.functional import loss_value, value_and_gradient
 
@@ -91,7 +92,7 @@ def arc_step(
     L: float,
     mode: str = "adaptive",
     f_w: float | None = None,
-    counter: Any = None,
+    counter: WorkCounter | None = None,
     eval_dtype: Any = None,
 ) -> tuple[Tensor, float, ARCInfo]:
     """One ARC iteration from ``w``: returns (new w, new L, :class:`ARCInfo`).
@@ -190,7 +191,15 @@ class SubsampledRemainder:
     ``fwd_samples`` through ``n_samples``).
     """
 
-    def __init__(self, f_sub: Any, w: Tensor, g: Tensor, f_w: float, counter: Any = None, dtype: Any = None):
+    def __init__(
+        self,
+        f_sub: Any,
+        w: Tensor,
+        g: Tensor,
+        f_w: float,
+        counter: WorkCounter | None = None,
+        dtype: Any = None,
+    ):
         self.f_sub, self.dtype = f_sub, dtype or w.dtype
         self.n_samples = int(getattr(f_sub, "n_samples", 0))
         self.w, self.f_w = w.detach(), float(f_w)

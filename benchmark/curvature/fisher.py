@@ -27,13 +27,13 @@ and sample), the empirical Fisher and :func:`per_sample_grads` ``n``, :func:`min
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, vmap
 
+from benchmark.core.types import WorkCounter
 from benchmark.curvature.functional import ParamLayout, flat_params
 
 __all__ = ["FISHER_KINDS", "fisher_diag", "minibatch_importance", "per_sample_grads"]
@@ -83,7 +83,7 @@ def _prepare(
     return f, w, xc, y.detach().long()
 
 
-def _count(counter: Any, n: int) -> None:
+def _count(counter: WorkCounter | None, n: int) -> None:
     if counter is not None:
         counter.grad_samples += int(n)
 
@@ -94,7 +94,7 @@ def per_sample_grads(
     y: Tensor,
     w: Tensor | None = None,
     chunk_size: int = 256,
-    counter: Any = None,
+    counter: WorkCounter | None = None,
 ) -> Iterator[Tensor]:
     """Yield ``(chunk, d)`` blocks of per-sample gradients ``∇_w CE(model(x_i; w), y_i)`` (no weight decay).
 
@@ -118,7 +118,7 @@ def fisher_diag(
     kind: str = "empirical",
     w: Tensor | None = None,
     chunk_size: int = 256,
-    counter: Any = None,
+    counter: WorkCounter | None = None,
 ) -> Tensor:
     """Diagonal Fisher information of the samples ``(x, y)`` at ``w`` (flat, dtype of ``w``).
 
@@ -163,7 +163,7 @@ def minibatch_importance(
     y: Tensor,
     batch_size: int,
     w: Tensor | None = None,
-    counter: Any = None,
+    counter: WorkCounter | None = None,
 ) -> Tensor:
     """``(1/B) Σ_b (∇ mean_{i∈b} ℓ_i(w))²`` over the ``B`` consecutive minibatches of ``batch_size`` samples.
 

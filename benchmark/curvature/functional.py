@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, grad_and_value, jvp, vjp, vmap
+
+from benchmark.core.types import WorkCounter
 
 __all__ = [
     "FlatLoss",
@@ -67,13 +69,6 @@ __all__ = [
 HVP_MODES = ("rev_rev", "fwd_rev")
 
 LossFn = Callable[[Tensor], Tensor]
-
-
-class _Counter(Protocol):
-    grad_samples: int
-    hvps: int
-    hvp_samples: int
-    hessians: int
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -313,12 +308,14 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"unknown HVP mode {mode!r}; expected one of {HVP_MODES}")
 
 
-def gradient(loss_fn: LossFn, w: Tensor, counter: _Counter | None = None) -> Tensor:
+def gradient(loss_fn: LossFn, w: Tensor, counter: WorkCounter | None = None) -> Tensor:
     """∇f(w) (detached, dtype of ``w``). Adds ``loss_fn.n_samples`` to ``counter.grad_samples``."""
     return value_and_gradient(loss_fn, w, counter)[1]
 
 
-def value_and_gradient(loss_fn: LossFn, w: Tensor, counter: _Counter | None = None) -> tuple[float, Tensor]:
+def value_and_gradient(
+    loss_fn: LossFn, w: Tensor, counter: WorkCounter | None = None
+) -> tuple[float, Tensor]:
     """(f(w), ∇f(w)) from one forward+backward pass per chunk (:func:`torch.func.grad_and_value`).
 
     The gradient is detached, in the dtype of ``w``; the value is summed over chunks in float64. Adds
@@ -337,7 +334,9 @@ def value_and_gradient(loss_fn: LossFn, w: Tensor, counter: _Counter | None = No
 
 
 @torch.no_grad()
-def loss_value(loss_fn: LossFn, w: Tensor, counter: Any = None, dtype: torch.dtype | None = None) -> float:
+def loss_value(
+    loss_fn: LossFn, w: Tensor, counter: WorkCounter | None = None, dtype: torch.dtype | None = None
+) -> float:
     """f(w) from a forward pass only (at ``w`` cast to ``dtype`` when given); adds ``loss_fn.n_samples``
     to ``counter.fwd_samples``."""
     w = w.detach() if dtype is None else w.detach().to(dtype)
@@ -364,7 +363,7 @@ def _hvp_one(part: LossFn, w: Tensor, v: Tensor, mode: str) -> Tensor:
 
 
 def hvp(
-    loss_fn: LossFn, w: Tensor, v: Tensor, counter: _Counter | None = None, mode: str = "rev_rev"
+    loss_fn: LossFn, w: Tensor, v: Tensor, counter: WorkCounter | None = None, mode: str = "rev_rev"
 ) -> Tensor:
     """Exact Hessian-vector product ∇²f(w)·v.
 
@@ -392,7 +391,7 @@ def _linearise(part: LossFn, w: Tensor, mode: str) -> Callable[[Tensor], Tensor]
 
 
 def make_hvp(
-    loss_fn: LossFn, w: Tensor, mode: str = "rev_rev", counter: _Counter | None = None
+    loss_fn: LossFn, w: Tensor, mode: str = "rev_rev", counter: WorkCounter | None = None
 ) -> Callable[[Tensor], Tensor]:
     """``v ↦ ∇²f(w)·v`` for a fixed ``w``, linearised once where possible.
 
@@ -433,7 +432,7 @@ def make_hvp(
     return hvp_fn
 
 
-def hessian(loss_fn: LossFn, w: Tensor, chunk_size: int = 256, counter: _Counter | None = None) -> Tensor:
+def hessian(loss_fn: LossFn, w: Tensor, chunk_size: int = 256, counter: WorkCounter | None = None) -> Tensor:
     """Explicit ``d × d`` Hessian ∇²f(w), symmetrised as (H + Hᵀ)/2.
 
     Rows are HVPs with the basis vectors e_i (reverse over reverse, linearised once per chunk of

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchmark.core.types import WorkCounter
 from benchmark.curvature.functional import make_hvp
 
 __all__ = ["CGResult", "conjugate_gradient", "inverse_hvp", "woodbury_solve"]
@@ -86,7 +87,7 @@ def inverse_hvp(
     damping: float = 0.0,
     max_iters: int = 100,
     rtol: float = 1e-10,
-    counter: Any = None,
+    counter: WorkCounter | None = None,
     mode: str = "rev_rev",
 ) -> CGResult:
     """``(∇²f(w) + damping·I)⁻¹ v`` by :func:`conjugate_gradient` with exact HVPs of ``loss_fn`` at ``w``.

@@ -4,12 +4,14 @@ A method is a class registered with :func:`register_unlearner`::
 
     @register_unlearner("cure_newton")
     class CubicNewton(Unlearner):
-        params = {"L": [None], "iters": [3]}   # grid, expanded like benchopt
+        space = {"L": Float(low=0, low_open=True, search=(0.01, 10), log=True), "iters": Int(low=0)}
+        params = {"L": [1.0], "iters": [3]}   # built-in grid, expanded like benchopt; first = default
         test_params = {"iters": 1}             # tiny config for the conformance checks
         def unlearn(self, model, request, ctx) -> nn.Module: ...
 
 ``unlearn`` is called once per deletion request, in order: request k receives the model returned
-for request k-1. It never sees test data.
+for request k-1. It never sees test data. The request types live in :mod:`benchmark.core.types`, the
+parameter space types in :mod:`benchmark.core.space`; both are re-exported here for plugins.
 """
 
 from __future__ import annotations
@@ -32,6 +34,26 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from benchmark.core.space import Param, ParamError, check_params, infer_space
+from benchmark.core.types import Counters, DataView, Request, TrainRecipe
+
+__all__ = [
+    "BudgetExceeded",
+    "Context",
+    "Counters",
+    "DataView",
+    "Param",
+    "ParamError",
+    "Request",
+    "TrainRecipe",
+    "UnknownMethodError",
+    "Unlearner",
+    "available_unlearners",
+    "get_unlearner",
+    "plugin_errors",
+    "register_unlearner",
+]
+
 ENTRY_POINT_GROUP = "benchmark.unlearners"
 
 
@@ -44,67 +66,6 @@ class UnknownMethodError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
-
-
-@dataclass(frozen=True)
-class DataView:
-    """Inputs (float32, normalised, NCHW) and integer labels of one subset of the training set."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    indices: torch.Tensor  # positions in the training set
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-
-@dataclass(frozen=True)
-class Request:
-    """Deletion request k (1-based) of a sequential protocol.
-
-    ``forget`` is what request k deletes; ``forget_all`` is the union of requests 1..k;
-    ``retain`` is D minus requests 1..k (what the gold model of step k is trained on).
-    """
-
-    step: int
-    forget: DataView
-    forget_all: DataView
-    retain: DataView
-    num_classes: int
-
-
-@dataclass(frozen=True)
-class TrainRecipe:
-    """The originals' training recipe; gold retrains and first-order methods reuse it."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
-
-
-@dataclass
-class Counters:
-    """Work done inside one request: gradient passes, forward-only passes and Hessian-vector products."""
-
-    grad_samples: int = 0  # samples pushed through a forward+backward pass
-    fwd_samples: int = 0  # samples pushed through a forward pass only (loss checks, teacher logits)
-    hvps: int = 0
-    hvp_samples: int = 0  # samples involved in HVPs
-    hessians: int = 0  # explicit Hessians formed
-
-    def reset(self) -> None:
-        self.grad_samples = self.fwd_samples = self.hvps = self.hvp_samples = self.hessians = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "grad_samples": self.grad_samples,
-            "fwd_samples": self.fwd_samples,
-            "hvps": self.hvps,
-            "hvp_samples": self.hvp_samples,
-            "hessians": self.hessians,
-        }
 
 
 @dataclass
@@ -135,23 +96,36 @@ class Context:
 class Unlearner:
     """Base class of every unlearning method.
 
-    Subclasses set ``name`` (through the decorator), ``params`` (a grid: key -> list of values) and
-    ``test_params`` (one small configuration), and implement :meth:`unlearn`.
+    Subclasses set ``name`` (through the decorator), ``space`` (the typed parameter space:
+    key -> :class:`~benchmark.core.space.Param`), ``params`` (the built-in grid: key -> list of values, the
+    first one the default) and ``test_params`` (one small configuration), and implement :meth:`unlearn`.
     """
 
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, list[Any]]] = {}
+    space: ClassVar[dict[str, Param]] = {}
     test_params: ClassVar[dict[str, Any]] = {}
     origin: ClassVar[str] = "builtin"
 
     def __init__(self, **hparams: Any) -> None:
-        unknown = sorted(set(hparams) - set(self.params))
-        if unknown:
-            raise ValueError(
-                f"method '{self.name}' has no parameter {unknown[0]!r}; known: {sorted(self.params)}"
-            )
+        space = self.declared_space()
         defaults = {k: v[0] for k, v in self.params.items()}
-        self.hparams: dict[str, Any] = {**defaults, **hparams}
+        self.hparams: dict[str, Any] = check_params(self.name, space, {**defaults, **hparams})
+
+    @classmethod
+    def declared_space(cls) -> dict[str, Param]:
+        """The method's typed parameter space (:mod:`benchmark.core.space`): ``space`` when the class
+        declares one, else a permissive space over the keys of its grid (plugins written before spaces)."""
+        return dict(cls.space) if cls.space else infer_space(cls.params)
+
+    @classmethod
+    def check_grid(cls, grid: dict[str, list[Any]], where: str | None = None) -> None:
+        """Raise :class:`ParamError` (``where.param: got ...; allowed: ...``) for the first value of
+        ``grid`` outside the declared space."""
+        space = cls.declared_space()
+        for key in sorted(grid):
+            for value in grid[key]:
+                check_params(where or cls.name, space, {key: value})
 
     def skip(self, n_params: int) -> str | None:
         """Return a reason when the method does not apply to a model with ``n_params`` parameters."""
