@@ -20,6 +20,7 @@ Layout::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,9 @@ def _mapping(value: Any, key: str) -> dict[str, Any]:
     return value
 
 
-def _check_keys(d: dict[str, Any], key: str, allowed: set[str], required: set[str] = frozenset()) -> None:
+def _check_keys(
+    d: dict[str, Any], key: str, allowed: AbstractSet[str], required: AbstractSet[str] = frozenset()
+) -> None:
     for k in d:
         if k not in allowed:
             raise ConfigError(f"{key}.{k}: unknown key; allowed: {', '.join(sorted(allowed))}")

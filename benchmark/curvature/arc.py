@@ -111,7 +111,6 @@ def arc_step(
     f_old = loss_value(f, w, counter, eval_dtype) if f_w is None else float(f_w)
     delta = RHO_REG * _EPS * max(1.0, abs(f_old))
     f_new = float("nan")
-    sol = None
     for tries in range(1, MAX_RETRIES + 1):
         L_step = L
         sol = solve(L)

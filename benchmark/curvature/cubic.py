@@ -153,7 +153,7 @@ def solve_cubic_eig(eigvals: Tensor, eigvecs: Tensor, g: Tensor, L: float, tol: 
         coeffs, hard = hard_case_coeffs(), True
     else:
         hard = False
-        coeffs = None
+        root_bracketed = True
         if lam_min > 0.0:
             lo = lam_min  # γ = 0: ψ = ‖H⁻¹g‖ > 0
         else:
@@ -163,14 +163,15 @@ def solve_cubic_eig(eigvals: Tensor, eigvecs: Tensor, g: Tensor, L: float, tol: 
             if psi(lo) <= 0.0:  # the root is in (0, eig_tol]: bracket it if g has any weight near E
                 while lo > 1e-290 and psi(lo) <= 0.0:
                     lo *= 1e-4
-                if psi(lo) <= 0.0:
-                    coeffs = hard_case_coeffs()
-        if coeffs is None:
+                root_bracketed = psi(lo) > 0.0
+        if root_bracketed:
             hi = lo + scale
             while psi(hi) > 0.0:
                 hi = lo + 2.0 * (hi - lo)
             s_root = brentq(psi, lo, hi, xtol=1e-300, rtol=4 * _EPS, maxiter=500)
             coeffs = coeffs_at(s_root)
+        else:
+            coeffs = hard_case_coeffs()
 
     alpha = float(np.linalg.norm(coeffs))
     model = float(b @ coeffs + 0.5 * np.sum(lam * coeffs**2) + L / 6.0 * alpha**3)

@@ -11,7 +11,10 @@ evaluated with :func:`torch.func.functional_call`, so that the usual transforms 
 * HVP, ``"rev_rev"``  Hv = (∂/∂w ⟨∇f(w), v⟩)    -- :func:`torch.func.vjp` of ``grad`` (reverse over reverse)
 * HVP, ``"fwd_rev"``  Hv = d/dt ∇f(w + t v)|₀   -- :func:`torch.func.jvp` of ``grad`` (forward over reverse)
 * Hessian             H = [H e_1, …, H e_d], symmetrised as (H + Hᵀ)/2, with the HVP vmapped over
-  chunks of ``chunk_size`` basis vectors (memory O(chunk_size · activations)).
+  batches of ``rows_per_batch`` basis vectors (memory O(rows_per_batch · activations)).
+
+``chunk_size`` (:func:`make_loss_fn`) always counts samples: the loss and its derivatives are summed
+over chunks of that many samples.
 
 Both HVP modes are exact (no finite differences). These are the quantities of the cubic-regularised
 Newton step of Bui et al. 2024 ("On Newton's Method to Unlearn Neural Networks", arXiv 2406.14507),
@@ -214,9 +217,10 @@ class FlatLoss(ParamLayout):
     def _term(self, w: Tensor, i: int, with_decay: bool) -> Tensor:
         fixed, x = self._constants(w.dtype)
         y = self._y
-        if self.n_chunks > 1:
-            lo = i * self.chunk_size
-            x, y = x[lo : lo + self.chunk_size], y[lo : lo + self.chunk_size]
+        size = self.chunk_size
+        if size is not None and self.n_chunks > 1:
+            lo = i * size
+            x, y = x[lo : lo + size], y[lo : lo + size]
         logits = functional_call(self.model, {**fixed, **self.unflatten(w)}, (x,))
         loss = F.cross_entropy(logits, y, reduction="sum") / max(self.n_samples, 1)
         if with_decay and self.weight_decay:
@@ -231,7 +235,10 @@ class FlatLoss(ParamLayout):
 
     def parts(self) -> list[LossFn]:
         """Functions whose sum is the loss: one per chunk of samples (weight decay in the first)."""
-        return [lambda w, i=i: self._term(w, i, i == 0) for i in range(self.n_chunks)]
+        return [self._part(i) for i in range(self.n_chunks)]
+
+    def _part(self, i: int) -> LossFn:
+        return lambda w: self._term(w, i, i == 0)
 
     def __call__(self, w: Tensor) -> Tensor:
         total = self._term(w, 0, True)
@@ -322,12 +329,13 @@ def value_and_gradient(
     ``loss_fn.n_samples`` to ``counter.grad_samples`` (the value is a by-product of the gradient pass).
     """
     w = w.detach()
-    g = value = None
-    for part in _parts(loss_fn, w):
+    first, *rest = _parts(loss_fn, w)
+    g, value = grad_and_value(first)(w)
+    value = value.detach().double()
+    for part in rest:
         gi, vi = grad_and_value(part)(w)
-        g = gi if g is None else g + gi
-        vi = vi.detach().double()
-        value = vi if value is None else value + vi
+        g = g + gi
+        value = value + vi.detach().double()
     if counter is not None:
         counter.grad_samples += _n_samples(loss_fn)
     return float(value), g.detach()
@@ -357,7 +365,7 @@ def _fwd_rev(part: LossFn, w: Tensor, v: Tensor) -> Tensor:
 
 def _hvp_one(part: LossFn, w: Tensor, v: Tensor, mode: str) -> Tensor:
     if mode == "rev_rev":
-        _, vjp_fn = vjp(grad(part), w)
+        vjp_fn = vjp(grad(part), w)[1]
         return vjp_fn(v)[0]
     return _fwd_rev(part, w, v)
 
@@ -373,10 +381,10 @@ def hvp(
     _check_mode(mode)
     w = w.detach()
     v = v.detach().to(w.dtype)
-    out = None
-    for part in _parts(loss_fn, w):
-        hv = _hvp_one(part, w, v, mode)
-        out = hv if out is None else out + hv
+    first, *rest = _parts(loss_fn, w)
+    out = _hvp_one(first, w, v, mode)
+    for part in rest:
+        out = out + _hvp_one(part, w, v, mode)
     if counter is not None:
         counter.hvps += 1
         counter.hvp_samples += _n_samples(loss_fn)
@@ -385,7 +393,7 @@ def hvp(
 
 def _linearise(part: LossFn, w: Tensor, mode: str) -> Callable[[Tensor], Tensor]:
     if mode == "rev_rev":
-        _, vjp_fn = vjp(grad(part), w)  # keeps the graph of ∇f at w; each call is one backward pass
+        vjp_fn = vjp(grad(part), w)[1]  # keeps the graph of ∇f at w; each call is one backward pass
         return lambda v: vjp_fn(v)[0]
     return lambda v: _fwd_rev(part, w, v)
 
@@ -416,10 +424,9 @@ def make_hvp(
 
         def apply(v: Tensor) -> Tensor:
             v = v.to(w.dtype)
-            out = None
-            for part in parts:
-                hv = _hvp_one(part, w, v, mode)
-                out = hv if out is None else out + hv
+            out = _hvp_one(parts[0], w, v, mode)
+            for part in parts[1:]:
+                out = out + _hvp_one(part, w, v, mode)
             return out
 
     def hvp_fn(v: Tensor) -> Tensor:
@@ -432,23 +439,40 @@ def make_hvp(
     return hvp_fn
 
 
-def hessian(loss_fn: LossFn, w: Tensor, chunk_size: int = 256, counter: WorkCounter | None = None) -> Tensor:
+def hessian(
+    loss_fn: LossFn,
+    w: Tensor,
+    rows_per_batch: int = 256,
+    counter: WorkCounter | None = None,
+    *,
+    chunk_size: int | None = None,
+) -> Tensor:
     """Explicit ``d × d`` Hessian ∇²f(w), symmetrised as (H + Hᵀ)/2.
 
     Rows are HVPs with the basis vectors e_i (reverse over reverse, linearised once per chunk of
-    samples), :func:`torch.func.vmap`-ed over ``chunk_size`` basis vectors at a time to bound memory.
+    samples), :func:`torch.func.vmap`-ed over ``rows_per_batch`` basis vectors at a time to bound memory.
     Counts ``hessians += 1``, ``hvps += d`` and ``hvp_samples += d·n_samples``.
+
+    ``chunk_size`` is the deprecated name of ``rows_per_batch`` (a :class:`DeprecationWarning`):
+    everywhere else in this module ``chunk_size`` counts samples (:func:`make_loss_fn`).
     """
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be positive")
+    if chunk_size is not None:
+        warnings.warn(
+            "hessian(chunk_size=...) is deprecated; it counts basis vectors, use rows_per_batch=...",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        rows_per_batch = chunk_size
+    if rows_per_batch < 1:
+        raise ValueError("rows_per_batch must be positive")
     w = w.detach()
     d = w.numel()
     H = torch.zeros(d, d, dtype=w.dtype, device=w.device)
     for part in _parts(loss_fn, w):
         lin = _linearise(part, w, "rev_rev")
         batched = vmap(lin)
-        for start in range(0, d, chunk_size):
-            stop = min(start + chunk_size, d)
+        for start in range(0, d, rows_per_batch):
+            stop = min(start + rows_per_batch, d)
             basis = torch.zeros(stop - start, d, dtype=w.dtype, device=w.device)
             basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
             H[start:stop] += batched(basis).detach()

@@ -81,7 +81,7 @@ def test_hessian_and_cubic_solve_digits_mlp(benchmark):
     w = flat_params(model)
 
     def newton_step():
-        H = hessian(loss, w, chunk_size=32).double()
+        H = hessian(loss, w, rows_per_batch=32).double()
         return solve_cubic(H, gradient(loss, w).double(), L=1.0)
 
     step = benchmark.pedantic(newton_step, rounds=1, iterations=1)

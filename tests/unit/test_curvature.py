@@ -147,7 +147,7 @@ def test_batchnorm_eval_uses_buffers():
     assert torch.equal(f(w), before)
     # curvature through BatchNorm against finite differences of the autograd gradient of the module
     ref = _bn_model()  # the model as it was when f was made
-    H = hessian(f, w, chunk_size=5)
+    H = hessian(f, w, rows_per_batch=5)
     assert torch.allclose(gradient(f, w), _model_grad(ref, w, x, y, WD), rtol=0, atol=1e-13)
     h = 1e-5
     eye = torch.eye(w.numel(), dtype=torch.float64)
@@ -176,7 +176,7 @@ def test_training_mode_warns():
 def test_hessian_matches_brute_force(setup):
     model, x, y, w = setup
     f = make_loss_fn(model, x, y, weight_decay=WD)
-    H = hessian(f, w, chunk_size=7)  # 31 = 4·7 + 3: a ragged last chunk
+    H = hessian(f, w, rows_per_batch=7)  # 31 = 4·7 + 3: a ragged last batch
     H_ref = torch.autograd.functional.hessian(lambda v: _ref_loss(v, x, y), w)
     assert H.shape == (31, 31) and H.dtype == torch.float64
     assert torch.equal(H, H.T)
@@ -191,7 +191,17 @@ def test_hessian_matches_brute_force(setup):
         ]
     )
     assert torch.allclose(H, fd, rtol=0, atol=1e-8)
-    assert torch.allclose(hessian(f, w, chunk_size=256), H, rtol=0, atol=1e-14)
+    assert torch.allclose(hessian(f, w, rows_per_batch=256), H, rtol=0, atol=1e-14)
+
+
+def test_hessian_chunk_size_is_a_deprecated_alias_of_rows_per_batch(setup):
+    model, x, y, w = setup
+    f = make_loss_fn(model, x, y, weight_decay=WD)
+    with pytest.warns(DeprecationWarning, match="rows_per_batch"):
+        H_old = hessian(f, w, chunk_size=7)
+    assert torch.equal(H_old, hessian(f, w, rows_per_batch=7))
+    with pytest.raises(ValueError, match="rows_per_batch"):
+        hessian(f, w, rows_per_batch=0)
 
 
 def test_gradient_matches_autograd(setup):
@@ -230,7 +240,7 @@ def test_chunked_loss_is_the_same_function(setup):
     assert torch.allclose(fc(w), f(w), rtol=0, atol=1e-14)
     assert torch.allclose(gradient(fc, w), gradient(f, w), rtol=0, atol=1e-14)
     H = hessian(f, w)
-    assert torch.allclose(hessian(fc, w, chunk_size=10), H, rtol=0, atol=1e-13)
+    assert torch.allclose(hessian(fc, w, rows_per_batch=10), H, rtol=0, atol=1e-13)
     for mode in ("rev_rev", "fwd_rev"):
         assert torch.allclose(hvp(fc, w, v, mode=mode), H @ v, rtol=0, atol=1e-13)
         assert torch.allclose(make_hvp(fc, w, mode=mode)(v), H @ v, rtol=0, atol=1e-13)
