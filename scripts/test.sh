@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install, then run lint, the whole test suite (unit + integration) and the performance gate, offline.
+# Install, then run lint (ruff), the type check (mypy), the whole test suite (unit + integration) and the
+# performance gate, offline.
 # Arguments go to the first pytest call (e.g. `bash scripts/test.sh -x tests/unit`); the gate always runs
 # unless PERF_GATE=0.
 set -euo pipefail
@@ -8,6 +9,7 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 DVC_NO_ANALYTICS=1
 export PATH="$PWD/.venv/bin:$PATH"
 ruff check benchmark tests scripts
+mypy benchmark  # settings in pyproject.toml [tool.mypy]
 python -m pytest "$@"
 if [ "${PERF_GATE:-1}" != 0 ]; then
   # timing ratios from one run of the benchmarks vs tests/benchmarks/targets.yaml (never absolute seconds)

@@ -239,16 +239,16 @@ class KrylovCubic:
         if k == self._k:
             return
         self._k = k
-        if k == 0:  # g = 0 and no perturbation: the Krylov space is {0}
+        if proc is None or k == 0:  # g = 0 and no perturbation: the Krylov space is {0}
             self.lanczos = None
             self.ritz_values = torch.zeros(0, dtype=F64)
             self._S = torch.zeros(0, 0, dtype=F64)
             self.b = torch.zeros(0, dtype=F64)
             return
-        self.lanczos = proc.result()
-        self.ritz_values, self._S = self.lanczos.ritz()
+        self.lanczos = basis = proc.result()
+        self.ritz_values, self._S = basis.ritz()
         if self.perturbed:
-            self.b = (self.lanczos.Q.T.to(F64) @ self.g64.to(self.lanczos.Q.device)).cpu()
+            self.b = (basis.Q.T.to(F64) @ self.g64.to(basis.Q.device)).cpu()
         else:
             self.b = torch.zeros(k, dtype=F64)
             self.b[0] = self.gnorm
@@ -257,12 +257,18 @@ class KrylovCubic:
     def dim(self) -> int:
         return int(self.ritz_values.numel())
 
+    def _space(self) -> tuple[LanczosProcess, LanczosResult]:
+        """The Lanczos process and its current basis (only once the space is not {0}, ``dim`` > 0)."""
+        if self.process is None or self.lanczos is None:
+            raise RuntimeError("the Krylov space is {0}: no Lanczos basis")
+        return self.process, self.lanczos
+
     def _residual(self, y: Tensor) -> float:
-        proc = self.process
+        proc, basis = self._space()
         beta_y = proc.residual * float(y[-1])
         if not self.perturbed:
             return abs(beta_y)
-        Q = self.lanczos.Q.to(F64)
+        Q = basis.Q.to(F64)
         r = self.g64 - Q @ self.b.to(Q.device) + beta_y * proc.next_q.to(F64)
         return float(torch.linalg.vector_norm(r))
 
@@ -277,12 +283,13 @@ class KrylovCubic:
                 return CubicStep(torch.zeros_like(self.g), 0.0, 0.0, False, 0.0)
             small = solve_cubic_eig(self.ritz_values, self._S, self.b, L)
             self.residual_norm = self._residual(small.step)
-            if self.tol <= 0 or self.process.exhausted:
+            proc, basis = self._space()
+            if self.tol <= 0 or proc.exhausted:
                 break
             if self.residual_norm <= self.tol * min(1.0, small.alpha) * self.gnorm:
                 break
-            self.process.extend(1)
-        Q = self.lanczos.Q
+            proc.extend(1)
+        Q = basis.Q
         step = (Q @ small.step.to(dtype=Q.dtype, device=Q.device)).to(dtype=self.g.dtype)
         return CubicStep(
             step=step.reshape(self.g.shape),

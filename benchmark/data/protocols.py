@@ -70,8 +70,8 @@ def make_requests(
         chosen = rng.permutation(ranked)[: size * config.requests]
         return [np.sort(chosen[k * size : (k + 1) * size]).astype(np.int64) for k in range(config.requests)]
     if config.kind == "mislabeled":
-        classes = int(num_classes if num_classes is not None else labels.max() + 1)
-        bad, _ = corrupt_labels(config, labels, seed, classes)
+        n_classes = int(num_classes if num_classes is not None else labels.max() + 1)
+        bad, _ = corrupt_labels(config, labels, seed, n_classes)
         n_id = max(config.requests, round(config.identified * len(bad)))
         deleted = rng.permutation(bad)[:n_id]
         return [np.sort(part).astype(np.int64) for part in np.array_split(deleted, config.requests)]

@@ -21,6 +21,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -363,6 +364,7 @@ def _decode_images(ds: Any, spec: _HubSpec, idx: np.ndarray, name: str, split: s
         column = column.select(idx)
     for i, item in enumerate(column[spec.image_column]):
         try:
+            image: Image.Image
             if item.get("bytes") is not None:
                 image = Image.open(io.BytesIO(item["bytes"]))
             else:
@@ -401,7 +403,7 @@ def _local_revision(root: Path) -> str:
             continue
         digest.update(rel.as_posix().encode() + b"\0")
         with file.open("rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for chunk in iter(partial(fh.read, 1 << 20), b""):
                 digest.update(chunk)
         digest.update(b"\0")
     return f"sha256:{digest.hexdigest()}"

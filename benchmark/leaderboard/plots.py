@@ -209,8 +209,8 @@ def _plot_by_step(ok: pd.DataFrame, head: pd.DataFrame, styles: dict, metric: st
                 drawn = True
         if not drawn:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-        lo, hi = VALID_RANGE.get(metric, (None, None))
-        if lo is not None and metric != "js_forget":
+        if metric in VALID_RANGE and metric != "js_forget":
+            lo, hi = VALID_RANGE[metric]
             ax.set_ylim(lo * scale - 0.02 * scale, hi * scale + 0.02 * scale)
         ax.set_title(str(proto))
         ax.set_xlabel("request step")

@@ -47,27 +47,34 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 # ---------------------------------------------------------------------------------------- formatting
-def _finite(x: Any) -> bool:
+def _finite_float(x: Any) -> float | None:
+    """``float(x)`` when ``x`` is a finite number, else None (missing, NaN, ±inf or not a number)."""
     try:
-        return math.isfinite(float(x))
+        value = float(x)
     except (TypeError, ValueError):
-        return False
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _is_finite_number(x: Any) -> bool:
+    return _finite_float(x) is not None
 
 
 def _mean_ci(mean: Any, ci: Any, digits: int, scale: float = 1.0) -> str:
-    if not _finite(mean):
+    if not _is_finite_number(mean):
         return "–"
     text = f"{float(mean) * scale:.{digits}f}"
-    if _finite(ci):
+    if _is_finite_number(ci):
         text += f" ± {float(ci) * scale:.{digits}f}"
     return text
 
 
 def _num(x: Any, fmt: str, suffix: str = "") -> str:
-    return f"{float(x):{fmt}}{suffix}" if _finite(x) else "–"
+    return f"{float(x):{fmt}}{suffix}" if _is_finite_number(x) else "–"
 
 
-def _short(text: str, limit: int = 160) -> str:
+def _squash(text: str, limit: int = 160) -> str:
+    """``text`` on one line (runs of whitespace become one space), cut to ``limit`` characters with "…"."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -77,7 +84,7 @@ def _str(x: Any) -> str:
 
 
 @dataclass
-class Cell:
+class TableCell:
     text: str
     sort: str = ""  # value used by the HTML click-to-sort ("" sorts last)
     bold: bool = False
@@ -88,7 +95,7 @@ class Cell:
 class Column:
     key: str
     title: str
-    cell: Callable[[pd.Series], Cell]
+    cell: Callable[[pd.Series], TableCell]
     numeric: bool = True
     when: Callable[[pd.DataFrame], bool] | None = None  # shown only if true for the table's rows
 
@@ -99,8 +106,8 @@ class Table:
     protocol: str
     final_step: Any
     columns: list[Column] = field(default_factory=list)
-    rows: list[list[Cell]] = field(default_factory=list)  # the headline: one row per method
-    grid: list[list[Cell]] = field(default_factory=list)  # every params_id
+    rows: list[list[TableCell]] = field(default_factory=list)  # the headline: one row per method
+    grid: list[list[TableCell]] = field(default_factory=list)  # every params_id
     grid_columns: list[Column] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # Markdown lines under the table
 
@@ -110,7 +117,7 @@ class Table:
 
 
 def _notes(r: pd.Series) -> str:
-    status, error = str(r["status"]), _short(_str(r["error"]))
+    status, error = str(r["status"]), _squash(_str(r["error"]))
     if status == "skipped":
         return f"skipped: {error}" if error and error != "skipped" else "skipped"
     if status == "partial":
@@ -121,86 +128,86 @@ def _notes(r: pd.Series) -> str:
 
 
 def _sort_value(x: Any) -> str:
-    return repr(round(float(x), 10)) if _finite(x) else ""
+    return repr(round(float(x), 10)) if _is_finite_number(x) else ""
 
 
-def _stat(m: str, digits: int, scale: float = 1.0) -> Callable[[pd.Series], Cell]:
-    return lambda r: Cell(_mean_ci(r.get(f"{m}_mean"), r.get(f"{m}_ci"), digits, scale),
+def _stat(m: str, digits: int, scale: float = 1.0) -> Callable[[pd.Series], TableCell]:
+    return lambda r: TableCell(_mean_ci(r.get(f"{m}_mean"), r.get(f"{m}_ci"), digits, scale),
                           _sort_value(r.get(f"{m}_mean")))  # fmt: skip
 
 
-def _numcell(col: str, fmt: str, suffix: str = "") -> Callable[[pd.Series], Cell]:
-    return lambda r: Cell(_num(r.get(col), fmt, suffix), _sort_value(r.get(col)))
+def _numcell(col: str, fmt: str, suffix: str = "") -> Callable[[pd.Series], TableCell]:
+    return lambda r: TableCell(_num(r.get(col), fmt, suffix), _sort_value(r.get(col)))
 
 
-def _vs_best(r: pd.Series) -> Cell:
+def _vs_best(r: pd.Series) -> TableCell:
     """ "best", "≈ p=0.41" (not distinguishable from the best), "p=0.003", or "–" (no test)."""
     if r.get("best_params_id") is not None and r["params_id"] == r.get("best_params_id"):
-        return Cell("best", "-1")
-    p = r.get("tow_auc_p_vs_best")
-    if not _finite(p):
-        return Cell("–")
-    text = f"p={float(p):.2g}"
+        return TableCell("best", "-1")
+    p = _finite_float(r.get("tow_auc_p_vs_best"))
+    if p is None:
+        return TableCell("–")
+    text = f"p={p:.2g}"
     tied = r.get("tied_with_best")
     if isinstance(tied, bool | np.bool_) and tied:
         text = "≈ " + text
-    return Cell(text, _sort_value(p))
+    return TableCell(text, _sort_value(p))
 
 
-def _margin(r: pd.Series) -> Cell:
+def _margin(r: pd.Series) -> TableCell:
     """``+0.412 ± 0.031 (p=0.001)``: paired AUC margin over ``original``."""
-    m = r.get("margin_vs_original")
-    if not _finite(m):
-        return Cell("–")
+    m = _finite_float(r.get("margin_vs_original"))
+    if m is None:
+        return TableCell("–")
     if r["method"] == "original":
-        return Cell("0 (reference)", _sort_value(0.0))
-    text = f"{float(m):+.3f}"
-    if _finite(r.get("margin_vs_original_ci")):
+        return TableCell("0 (reference)", _sort_value(0.0))
+    text = f"{m:+.3f}"
+    if _is_finite_number(r.get("margin_vs_original_ci")):
         text += f" ± {float(r['margin_vs_original_ci']):.3f}"
-    if _finite(r.get("margin_vs_original_p")):
+    if _is_finite_number(r.get("margin_vs_original_p")):
         text += f" (p={float(r['margin_vs_original_p']):.2g})"
-    return Cell(text, _sort_value(m))
+    return TableCell(text, _sort_value(m))
 
 
-def _klom(r: pd.Series) -> Cell:
-    m = r.get("klom_mean")
-    if not _finite(m):
-        return Cell("–")
-    text = f"{float(m):.3g}"
-    if _finite(r.get("klom_lo")) and _finite(r.get("klom_hi")):
+def _klom(r: pd.Series) -> TableCell:
+    m = _finite_float(r.get("klom_mean"))
+    if m is None:
+        return TableCell("–")
+    text = f"{m:.3g}"
+    if _is_finite_number(r.get("klom_lo")) and _is_finite_number(r.get("klom_hi")):
         text += f" [{float(r['klom_lo']):.3g}, {float(r['klom_hi']):.3g}]"
-    return Cell(text, _sort_value(m))
+    return TableCell(text, _sort_value(m))
 
 
-def _relearn(r: pd.Series) -> Cell:
-    mean = r.get("relearn_steps_mean")
-    if not _finite(mean):
-        return Cell("–")
-    capped = _finite(r.get("relearn_capped_mean")) and float(r["relearn_capped_mean"]) > 0
-    return Cell(("≥" if capped else "") + f"{float(mean):.0f}", _sort_value(mean))
+def _relearn(r: pd.Series) -> TableCell:
+    mean = _finite_float(r.get("relearn_steps_mean"))
+    if mean is None:
+        return TableCell("–")
+    capped = (_finite_float(r.get("relearn_capped_mean")) or 0.0) > 0
+    return TableCell(("≥" if capped else "") + f"{mean:.0f}", _sort_value(mean))
 
 
-def _params(r: pd.Series) -> Cell:
+def _params(r: pd.Series) -> TableCell:
     pid = _str(r["params_id"])
-    n = r.get("n_params")
+    n = _finite_float(r.get("n_params"))
     how = _str(r.get("params_choice"))
     text = pid
-    if _finite(n) and int(n) > 1:
+    if n is not None and int(n) > 1:
         text += f" ({how} of {int(n)})"
-    return Cell(text, pid)
+    return TableCell(text, pid)
 
 
 def _any_finite(col: str) -> Callable[[pd.DataFrame], bool]:
-    return lambda s: col in s.columns and bool(s[col].map(_finite).any())
+    return lambda s: col in s.columns and bool(s[col].map(_is_finite_number).any())
 
 
-def _code(r: pd.Series) -> Cell:
+def _code(r: pd.Series) -> TableCell:
     text = _str(r.get("code_hash"))
-    return Cell(text, text, code=bool(text))
+    return TableCell(text, text, code=bool(text))
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("method", "Method", lambda r: Cell(_str(r["method"]), _str(r["method"]), code=True), False),
+    Column("method", "Method", lambda r: TableCell(_str(r["method"]), _str(r["method"]), code=True), False),
     Column("params", "Params", _params, numeric=False),
     Column("tow_auc", "ToW AUC ↑", _stat("tow_auc", 3)),
     Column("vs_best", "vs best", _vs_best),
@@ -220,21 +227,22 @@ COLUMNS: tuple[Column, ...] = (
     Column("relearn", "Relearn", _relearn),
     Column("wall", "Wall s", _numcell("wall_s_mean", ".3g")),
     Column("speedup", "Speedup ×", _numcell("speedup_mean", ".3g", "×")),
-    Column("seeds", "Seeds", lambda r: Cell(f"{r['n_ok']}/{r['n_seeds']}", str(r["n_ok"]))),
-    Column("origin", "Origin", lambda r: Cell(_str(r.get("origin")), _str(r.get("origin"))), numeric=False),
+    Column("seeds", "Seeds", lambda r: TableCell(f"{r['n_ok']}/{r['n_seeds']}", str(r["n_ok"]))),
+    Column("origin", "Origin", lambda r: TableCell(_str(r.get("origin")), _str(r.get("origin"))),
+           numeric=False),
     Column("code", "Code hash", _code, numeric=False),
-    Column("notes", "Notes", lambda r: Cell(_notes(r), _notes(r)), numeric=False),
+    Column("notes", "Notes", lambda r: TableCell(_notes(r), _notes(r)), numeric=False),
 )  # fmt: skip
 
 
 def _ranked(rows: pd.DataFrame) -> pd.DataFrame:
     """Ranked by ToW AUC (best first; rows without one last), then method, params_id."""
-    s = rows.assign(_auc=rows["tow_auc_mean"].where(rows["tow_auc_mean"].map(_finite)))
+    s = rows.assign(_auc=rows["tow_auc_mean"].where(rows["tow_auc_mean"].map(_is_finite_number)))
     return s.sort_values(["_auc", "method", "params_id"], ascending=[False, True, True], na_position="last",
                          kind="mergesort")  # fmt: skip
 
 
-def _cells(rows: pd.DataFrame, columns: list[Column], bold_tied: bool) -> list[list[Cell]]:
+def _cells(rows: pd.DataFrame, columns: list[Column], bold_tied: bool) -> list[list[TableCell]]:
     """Table cells; the ToW AUC of the best and of those not distinguishable from it in bold."""
     out = []
     for _, r in _ranked(rows).iterrows():
@@ -318,8 +326,8 @@ def _suite_meta(data: pd.DataFrame, suite: str) -> str:
 
 def _provenance_items(data: pd.DataFrame, provenance: dict | None) -> list[tuple[str, Any]]:
     items: list[tuple[str, Any]] = []
-    for key in sorted(provenance or {}):
-        items.append((str(key), provenance[key]))
+    for key, value in sorted((provenance or {}).items()):
+        items.append((str(key), value))
     revs = sorted({str(v) for v in data["git_rev"].dropna()})
     if revs:
         items.append(("git revisions of the result rows", ", ".join(revs)))
@@ -358,7 +366,7 @@ def build(
         t.rows = _cells(sub, t.columns, bold_tied=True)
         grid = summary[(summary["suite"] == suite) & (summary["protocol"] == proto)]
         grid_cols = [c for c in t.columns if c.key != "params"]
-        grid_cols.insert(1, Column("params_id", "params_id", lambda r: Cell(_str(r["params_id"]),
+        grid_cols.insert(1, Column("params_id", "params_id", lambda r: TableCell(_str(r["params_id"]),
                                                                             _str(r["params_id"]), code=True),
                                    numeric=False))  # fmt: skip
         t.grid_columns = grid_cols

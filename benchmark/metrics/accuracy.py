@@ -84,8 +84,8 @@ def tow(
     Reference: K. Zhao, M. Kurmanji, G.-O. Bărbulescu, E. Triantafillou, P. Triantafillou,
     "What makes unlearning hard and what to do about it", NeurIPS 2024 (arXiv:2406.01257).
     """
-    values = (acc_forget_u, acc_retain_u, acc_test_u, acc_forget_r, acc_retain_r, acc_test_r)
-    values = tuple(float(v) for v in values)
+    accuracies = (acc_forget_u, acc_retain_u, acc_test_u, acc_forget_r, acc_retain_r, acc_test_r)
+    values = tuple(float(v) for v in accuracies)
     if any(math.isnan(v) for v in values):
         return math.nan
     for v in values:

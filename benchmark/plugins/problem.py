@@ -34,7 +34,8 @@ class Problem:
     def make_model(self, seed: int) -> nn.Module:
         from benchmark.models.zoo import build_model
 
-        return build_model(self.model_spec, tuple(self.x.shape[1:]), self.num_classes, seed)
+        channels, height, width = (int(n) for n in self.x.shape[1:])
+        return build_model(self.model_spec, (channels, height, width), self.num_classes, seed)
 
     def original(self, seed: int) -> nn.Module:
         model = self.make_model(seed)
