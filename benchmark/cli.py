@@ -1,7 +1,8 @@
 """``unlearn-bench``: one console script, one subcommand per pipeline stage, plus plugin tools.
 
-Every stage reads ``params.yaml`` from the working directory (``--params`` to change it) and is what
-``dvc.yaml`` runs; ``dvc repro`` is the usual entry point.
+Every stage reads ``params.yaml`` from the working directory (``--params PATH``, before the subcommand,
+to change it) and is what ``dvc.yaml`` runs; ``dvc repro`` is the usual entry point. ``--params`` always
+names that file; a method's parameters are overridden with ``check-plugin NAME --set KEY=VALUE``.
 """
 
 from __future__ import annotations
@@ -176,12 +177,18 @@ def cmd_check_plugin(args: argparse.Namespace, params: Params | None) -> None:
 
     from benchmark.plugins import format_results, run_conformance
 
+    if args.deprecated_params:
+        print(
+            "unlearn-bench: warning: `check-plugin --params KEY=VALUE` is deprecated, use `--set KEY=VALUE` "
+            "(--params names the params.yaml file everywhere else)",
+            file=sys.stderr,
+        )
     overrides = {}
-    for item in ",".join(args.method_params or []).split(","):
+    for item in ",".join((args.method_params or []) + (args.deprecated_params or [])).split(","):
         if item.strip():
             key, sep, value = item.partition("=")
             if not sep:
-                raise ConfigError(f"--params {item!r}: expected KEY=VALUE")
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
             overrides[key.strip()] = yaml.safe_load(value)
     results = run_conformance(args.name, overrides)
     print(format_results(args.name, results))
@@ -289,12 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="registered method name (built-in or entry-point plugin)")
     p.add_argument(
-        "--params",
+        "--set",
         dest="method_params",
         action="append",
         metavar="KEY=VALUE[,...]",
         help="override the method's test_params (values parsed as YAML; repeatable)",
     )
+    # deprecated spelling of --set (kept for existing scripts; --params is the params.yaml path elsewhere)
+    p.add_argument("--params", dest="deprecated_params", action="append", help=argparse.SUPPRESS)
     p = add(
         "new-method", "Scaffold a method file and its conformance test (never overwrites).", cmd_new_method
     )

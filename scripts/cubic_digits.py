@@ -6,7 +6,7 @@ Builds the suite the way the pipeline does (``benchmark.data.sources.load_source
 for each request k, compares the sequentially unlearned model with the gold model retrained on the retain set
 of step k from the same seed (``benchmark.metrics.tow``). Single-threaded CPU.
 
-    python scripts/cubic_digits.py --method cure_newton --protocol class --steps 1 --params '{}'
+    python scripts/cubic_digits.py --method cure_newton --protocol class --steps 1 --hparams '{}'
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ def main() -> None:
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="class")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1)
-    ap.add_argument("--params", default="{}", help="method hyper-parameters as JSON")
+    # --params is the deprecated spelling (in unlearn-bench, --params names the params.yaml file)
+    ap.add_argument(
+        "--hparams", "--params", dest="hparams", default="{}", help="method hyper-parameters as JSON"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     raw = load_source("digits", split_seed=0)
@@ -59,7 +62,7 @@ def main() -> None:
     seed = args.seed
     model = train_model(make_model(seed), x, y, RECIPE, seed)
     requests = make_requests(PROTOCOLS[args.protocol], raw.y_train, int(PROTOCOLS[args.protocol].seed))
-    method = get_unlearner(args.method)(**json.loads(args.params))
+    method = get_unlearner(args.method)(**json.loads(args.hparams))
     ctx = Context(seed=seed, recipe=RECIPE, make_model=make_model, n_train=len(y))
     rows = []
     for step in range(1, args.steps + 1):

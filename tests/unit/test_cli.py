@@ -102,3 +102,18 @@ def test_contradictory_executor_flags_are_a_one_line_error(argv, flag, capsys):
     assert main(["gold", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and flag in err[0], err
+
+
+def test_check_plugin_set_overrides_and_deprecated_params_alias(tmp_path, monkeypatch, capsys):
+    """``check-plugin --set KEY=VALUE`` overrides test_params; ``--params KEY=VALUE`` still works but warns,
+    because ``--params`` before the subcommand names the params.yaml file."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["check-plugin", "finetune", "--set", "epochs=2,lr_scale=0.5"]) == 0
+    captured = capsys.readouterr()
+    assert "conforms" in captured.out and "deprecated" not in captured.err
+    assert main(["check-plugin", "finetune", "--params", "epochs=2"]) == 0
+    assert "`check-plugin --params KEY=VALUE` is deprecated, use `--set KEY=VALUE`" in capsys.readouterr().err
+    assert main(["check-plugin", "finetune", "--set", "epochs"]) == 2
+    assert "--set 'epochs': expected KEY=VALUE" in capsys.readouterr().err
+    args = build_parser().parse_args(["--params", "other.yaml", "check-plugin", "finetune", "--set", "a=1"])
+    assert args.params == Path("other.yaml") and args.method_params == ["a=1"]
