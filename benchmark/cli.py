@@ -111,7 +111,7 @@ def _unlearn(run, args):  # noqa: ANN001
             known = ", ".join(run.suite.methods)
             raise ConfigError(f"--method {m}: not a method of suite {run.suite.name}; its methods: {known}")
 
-    counts = run_unlearning(run, args.method)
+    counts = run_unlearning(run, args.method, retry_failed=args.retry_failed)
     return f"{counts['run']} cells run, {counts['cached']} reused"
 
 
@@ -128,7 +128,7 @@ def _evaluate(run, args):  # noqa: ANN001
 def cmd_leaderboard(args: argparse.Namespace, params: Params) -> None:
     import pandas as pd
 
-    from benchmark.leaderboard import read_population, write_leaderboard
+    from benchmark.leaderboard import read_population, read_results, write_leaderboard
     from benchmark.provenance import provenance
     from benchmark.runner.artifacts import Layout
 
@@ -138,8 +138,7 @@ def cmd_leaderboard(args: argparse.Namespace, params: Params) -> None:
         path = layout.results_path(suite)
         if not path.exists():
             raise ConfigError(f"suites.{suite}: no results at {path}; run `unlearn-bench evaluate` first")
-        # results are written with NaN as an empty field: only that is missing ("nan" is a status)
-        frames.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+        frames.append(read_results(path))  # the status "nan" stays a string
     population, examples = read_population(path.parent, params.suites)  # optional <suite>_population*.csv
     paths = write_leaderboard(pd.concat(frames, ignore_index=True), layout.leaderboard_dir, provenance(),
                               population=population, population_examples=examples)
@@ -275,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
         grid=True,
     )
     p.add_argument("--method", action="append", help="restrict to this method (repeatable)")
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="also re-run cached cells that ended failed, nan or timeout (changed methods re-run anyway)",
+    )
     add(
         "evaluate",
         "Judge every cell against the gold models; write results/<suite>.csv.",

@@ -27,6 +27,14 @@ from typing import Any
 
 import yaml
 
+from benchmark.schema import (
+    CostSection,
+    DatasetSection,
+    MemorizationSection,
+    ModelSection,
+    TrainSection,
+    check_section,
+)
 from benchmark.unlearners.base import TrainRecipe
 
 
@@ -221,27 +229,8 @@ def _typed(d: dict[str, Any], k: str, key: str, kind: type | tuple[type, ...], d
 
 
 def _dataset(name: str, d: dict[str, Any]) -> DatasetConfig:
-    key = f"datasets.{name}"
-    d = _mapping(d, key)
-    _check_keys(
-        d, key, {"source", "split_seed", "test_fraction", "max_train", "max_test", "hf_path"}, {"source"}
-    )
-    from benchmark.data.sources import SOURCE_NAMES
-
-    if d["source"] not in SOURCE_NAMES:
-        raise ConfigError(f"{key}.source: unknown source {d['source']!r}; known: {', '.join(SOURCE_NAMES)}")
-    frac = _typed(d, "test_fraction", key, float, 0.2)
-    if not 0 < frac < 1:
-        raise ConfigError(f"{key}.test_fraction: must be in (0, 1), got {frac}")
-    return DatasetConfig(
-        name=name,
-        source=d["source"],
-        split_seed=_typed(d, "split_seed", key, int, 0),
-        test_fraction=frac,
-        max_train=_typed(d, "max_train", key, int),
-        max_test=_typed(d, "max_test", key, int),
-        hf_path=_typed(d, "hf_path", key, str),
-    )
+    sec = check_section(DatasetSection, d, f"datasets.{name}")
+    return DatasetConfig(name=name, **sec.model_dump())
 
 
 def _fraction(d: dict[str, Any], k: str, key: str, default: float | None = None) -> float | None:
@@ -324,28 +313,14 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
     )
     if d["dataset"] not in params["datasets"]:
         raise ConfigError(f"{key}.dataset: unknown dataset {d['dataset']!r}; defined under datasets:")
-    model = dict(_mapping(d["model"], f"{key}.model"))
-    if model.get("arch") not in ARCHS:
-        raise ConfigError(f"{key}.model.arch: unknown architecture {model.get('arch')!r}; known: {ARCHS}")
-    _check_keys(model, f"{key}.model", {"arch", "hidden", "activation", "channels", "width"})
-    train = _mapping(d["train"], f"{key}.train")
-    tkey = f"{key}.train"
-    _check_keys(
-        train,
-        tkey,
-        {"epochs", "batch_size", "lr", "weight_decay", "optimizer"},
-        {"epochs", "batch_size", "lr"},
-    )
-    optimizer = _typed(train, "optimizer", tkey, str, "adam")
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"{tkey}.optimizer: unknown optimizer {optimizer!r}; known: {OPTIMIZERS}")
-    recipe = TrainRecipe(
-        epochs=_typed(train, "epochs", tkey, int),
-        batch_size=_typed(train, "batch_size", tkey, int),
-        lr=_typed(train, "lr", tkey, float),
-        weight_decay=_typed(train, "weight_decay", tkey, float, 0.0),
-        optimizer=optimizer,
-    )
+    model_sec = check_section(ModelSection, d["model"], f"{key}.model")
+    model = dict(d["model"])  # as written: it enters the cache keys
+    if model_sec.arch != "mlp" and model_sec.hidden is not None:
+        raise ConfigError(f"{key}.model.hidden: only valid with arch 'mlp', got arch {model_sec.arch!r}")
+    if model_sec.arch != "cnn" and (model_sec.channels is not None or model_sec.width is not None):
+        raise ConfigError(f"{key}.model: channels and width are only valid with arch 'cnn'")
+    train = check_section(TrainSection, d["train"], f"{key}.train")
+    recipe = TrainRecipe(**train.model_dump())
     protocols = d["protocols"]
     if not isinstance(protocols, list) or not protocols:
         raise ConfigError(f"{key}.protocols: expected a non-empty list of protocol names")
@@ -370,14 +345,9 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
     budget = _typed(d, "budget_s", key, float)
     if budget is not None and budget <= 0:
         raise ConfigError(f"{key}.budget_s: must be > 0, got {budget}")
-    mem = _mapping(d.get("memorization") or {}, f"{key}.memorization")
-    _check_keys(mem, f"{key}.memorization", {"models", "seed"})
-    memorization = MemorizationConfig(
-        models=_typed(mem, "models", f"{key}.memorization", int, 32),
-        seed=_typed(mem, "seed", f"{key}.memorization", int, 1000),
-    )
-    if memorization.models < 2:
-        raise ConfigError(f"{key}.memorization.models: must be >= 2, got {memorization.models}")
+    mem = check_section(MemorizationSection, d.get("memorization") or {}, f"{key}.memorization")
+    memorization = MemorizationConfig(models=mem.models, seed=mem.seed)
+    _check_class_capacity(key, protocols, params, d["dataset"])
     return SuiteConfig(
         name=name,
         dataset=d["dataset"],
@@ -390,6 +360,23 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
         memorization=memorization,
         population=_population(d.get("population"), f"{key}.population", protocols, methods),
     )
+
+
+def _check_class_capacity(key: str, protocols: list[str], params: dict[str, Any], dataset: str) -> None:
+    """A ``class`` protocol deletes ``requests x classes_per_request`` distinct classes: they must exist."""
+    from benchmark.data.sources import SOURCE_CLASSES
+
+    classes = SOURCE_CLASSES[params["datasets"][dataset]["source"]]
+    for p in protocols:
+        spec = params["protocols"][p]
+        if spec["kind"] != "class":
+            continue
+        needed = spec["requests"] * spec.get("classes_per_request", 1)
+        if needed > classes:
+            raise ConfigError(
+                f"protocols.{p}.requests: requests x classes_per_request = {needed} distinct classes, more "
+                f"than the {classes} of dataset {dataset!r} (used by {key}); allowed: at most {classes}"
+            )
 
 
 def _population(d: Any, key: str, protocols: list[str], methods: list[str]) -> PopulationConfig | None:
@@ -476,16 +463,15 @@ def parse_params(raw: dict[str, Any]) -> Params:
     datasets = {n: _dataset(n, d) for n, d in _mapping(raw["datasets"], "datasets").items()}
     protocols = {n: _protocol(n, d) for n, d in _mapping(raw["protocols"], "protocols").items()}
     suites = {n: _suite(n, d, raw) for n, d in _mapping(raw["suites"], "suites").items()}
-    cost = _mapping(raw.get("cost") or {}, "cost")
-    _check_keys(cost, "cost", {"hvp_grad_ratio", "fwd_grad_ratio"})
+    cost = check_section(CostSection, raw.get("cost") or {}, "cost")
     return Params(
         datasets=datasets,
         protocols=protocols,
         suites=suites,
         method_grids=_method_grids(raw.get("methods") or {}),
         grid=grid,
-        hvp_grad_ratio=_typed(cost, "hvp_grad_ratio", "cost", float, 2.0),
-        fwd_grad_ratio=_typed(cost, "fwd_grad_ratio", "cost", float, 0.43),
+        hvp_grad_ratio=cost.hvp_grad_ratio,
+        fwd_grad_ratio=cost.fwd_grad_ratio,
         executor=_executor(raw.get("executor")),
     )
 

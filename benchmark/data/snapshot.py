@@ -2,7 +2,10 @@
 
 A snapshot directory holds ``train.parquet`` and ``test.parquet`` (columns ``pixels``: fixed-size list of
 uint8, the flattened image; ``label``: int64) and ``manifest.json`` (provenance, shapes, class counts and the
-sha256 of both parquet files). Writes are atomic and byte-reproducible; loads verify the checksums.
+sha256 of both parquet files, and ``manifest_sha256``: the sha256 of the manifest's own canonical JSON
+without that field). Writes are atomic and byte-reproducible; loads verify every checksum, so an edited
+manifest (``pixel_max``, ``image_shape``...), which would change what the models see without changing
+the parquet files, is caught like a flipped byte in a parquet file.
 """
 
 from __future__ import annotations
@@ -60,6 +63,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def manifest_sha256(manifest: dict) -> str:
+    """sha256 of the canonical JSON (sorted keys) of ``manifest`` without its ``manifest_sha256`` field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def write_snapshot(raw: RawDataset, out_dir: Path, *, split_seed: int) -> dict:
     """Write ``raw`` to ``out_dir`` atomically and return the manifest.
 
@@ -103,6 +112,7 @@ def write_snapshot(raw: RawDataset, out_dir: Path, *, split_seed: int) -> dict:
             "class_counts_test": _class_counts(raw.y_test, raw.num_classes),
             "files": files,
         }
+        manifest["manifest_sha256"] = manifest_sha256(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
         _swap_in(tmp, out_dir)
     except BaseException:
@@ -127,6 +137,10 @@ def load_snapshot(path: Path, *, verify: bool = True) -> Snapshot:
         files = manifest["files"]
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"{manifest_path}: malformed manifest ({type(exc).__name__}: {exc})") from exc
+    rebuild = f"rebuild it with `unlearn-bench fetch --dataset {root.name}`"
+    if verify and manifest.get("manifest_sha256") != manifest_sha256(manifest):
+        why = "has no checksum (older format)" if "manifest_sha256" not in manifest else "checksum mismatch"
+        raise SnapshotError(f"{manifest_path}: {why}: edited or corrupt; {rebuild}")
     if len(image_shape) not in (2, 3):
         raise SnapshotError(f"{manifest_path}: image_shape must be (H, W) or (H, W, C), got {image_shape}")
 
@@ -142,7 +156,8 @@ def load_snapshot(path: Path, *, verify: bool = True) -> Snapshot:
             actual = file_sha256(file)
             if actual != entry["sha256"]:
                 raise SnapshotError(
-                    f"{file}: checksum mismatch (manifest sha256 {entry['sha256']}, file sha256 {actual})"
+                    f"{file}: checksum mismatch (manifest sha256 {entry['sha256']}, file sha256 {actual}); "
+                    f"{rebuild}"
                 )
         x, y = _read_split(file, image_shape)
         if "rows" in entry and len(y) != int(entry["rows"]):

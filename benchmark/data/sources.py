@@ -74,6 +74,7 @@ _HUB_SOURCES = {
 }
 
 _NUM_CLASSES = 10
+SOURCE_CLASSES = dict.fromkeys(SOURCE_NAMES, _NUM_CLASSES)  # classes of each source (params.yaml checks)
 _OFFLINE_SOURCES = "digits, mnist5k"
 
 

@@ -7,6 +7,7 @@ The input is one row per (suite, protocol, method, params_id, seed, step) with t
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,12 @@ FLOOR_COLUMNS: tuple[str, ...] = ("floor_tow_auc", "floor_tow_auc_ci")
 JSON_METRICS: tuple[str, ...] = ("tow_auc", "tow_final", "margin_vs_original", "klom_mean", "neurips_score")
 
 OK, SKIPPED = "ok", "skipped"
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    """A ``results/<suite>.csv`` as written by ``evaluate``: only an empty field is missing, so the status
+    ``nan`` (non-finite weights) stays the string ``"nan"`` (pandas' default reads it as a missing value)."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
 def normalise(df: pd.DataFrame) -> pd.DataFrame:
@@ -207,7 +214,9 @@ def _collect(df: pd.DataFrame, keys: list[str], with_step: bool, metrics: tuple[
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (suite, protocol, method, params_id, seed): the one at the protocol's final step.
 
-    The final step K is the largest step of the (suite, protocol) over all methods. A seed without
+    The final step K is the largest step of the (suite, protocol) over all methods. A seed whose row at K
+    is not ``ok`` carries the status and error of its first failed request (the cause: a method that failed
+    at request 1 reads as its exception, not as "not run: request 1 did not finish"). A seed without
     a row at step K contributes its last row instead; if that row is ``ok`` it is turned into a
     ``failed`` row ("incomplete: last step k of K") with no numbers, since it has no final result.
     """
@@ -222,7 +231,11 @@ def final_rows(df: pd.DataFrame) -> pd.DataFrame:
         k = g["_k"].iloc[0]
         at_final = g[g["step"] == k] if not pd.isna(k) else g.iloc[0:0]
         if len(at_final):
-            picked.append(at_final.iloc[[-1]])
+            final = at_final.iloc[[-1]].copy()
+            bad = g[(g["status"] != OK) & (g["status"] != SKIPPED)]
+            if len(bad) and final["status"].iloc[0] != OK:  # the first reason, not "not run: request 1 ..."
+                final["status"], final["error"] = bad["status"].iloc[0], bad["error"].iloc[0]
+            picked.append(final)
             continue
         last = g.iloc[[-1]].copy()
         if (last["status"] == OK).all():

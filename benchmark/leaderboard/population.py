@@ -94,7 +94,7 @@ def read_population(
         p = Path(results_dir) / f"{suite}_population.csv"
         e = Path(results_dir) / f"{suite}_population_examples.csv"
         if p.is_file():
-            pops.append(pd.read_csv(p))
+            pops.append(pd.read_csv(p, keep_default_na=False, na_values=[""]))  # status "nan" stays a string
         if e.is_file():
             exs.append(pd.read_csv(e))
     return (pd.concat(pops, ignore_index=True) if pops else None,

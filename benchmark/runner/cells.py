@@ -13,6 +13,7 @@ import math
 import resource
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from benchmark.config import ExecutorConfig
 from benchmark.provenance import provenance
 from benchmark.runner.artifacts import file_hash, load_state, read_json, save_state, stable_hash, write_json
 from benchmark.runner.executor import Unit, UnitResult, run_stage
+from benchmark.runner.sandbox import GRACE_S, isolated, sandbox
 from benchmark.runner.suite import SuiteRun
 from benchmark.unlearners.base import BudgetExceeded, Context, get_unlearner
 
@@ -92,11 +94,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_cell(run: SuiteRun, cell: Cell, key: str) -> dict[str, Any]:
-    """Apply the method over the K requests of the cell's protocol; write models and result.json."""
+def _base(run: SuiteRun, cell: Cell, key: str) -> dict[str, Any]:
     cls = get_unlearner(cell.method)
-    out = cell_dir(run, cell)
-    base = {
+    return {
         "key": key,
         "suite": run.suite.name,
         "protocol": cell.protocol,
@@ -108,6 +108,18 @@ def run_cell(run: SuiteRun, cell: Cell, key: str) -> dict[str, Any]:
         "origin": cls.origin,
         **provenance(),
     }
+
+
+def run_cell(
+    run: SuiteRun, cell: Cell, key: str, on_row: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Apply the method over the K requests of the cell's protocol; write models and result.json.
+
+    ``on_row`` is called with each request's row as soon as it is finished (the sandbox reports progress
+    through it, so a killed cell keeps its finished requests)."""
+    cls = get_unlearner(cell.method)
+    out = cell_dir(run, cell)
+    base = _base(run, cell, key)
     steps = list(run.steps(cell.protocol))
     try:
         method = cls(**cell.hparams)
@@ -130,7 +142,7 @@ def run_cell(run: SuiteRun, cell: Cell, key: str) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for step in steps:
         if rows and rows[-1]["status"] != "ok":
-            rows.append(_row(step, rows[-1]["status"], f"not run: request {rows[-1]['step']} did not finish"))
+            rows.append(_not_run(step, rows[-1]))
             continue
         request = run.request(cell.protocol, cell.seed, step)
         ctx.counters.reset()
@@ -161,9 +173,31 @@ def run_cell(run: SuiteRun, cell: Cell, key: str) -> dict[str, Any]:
         )
         if status == "ok":
             row["update_norm"] = _distance(model, before)
-            save_state(out / f"step{step}.pt", model)
+            path = out / f"step{step}.pt"
+            try:
+                save_state(path, model)
+            except OSError as exc:  # a full disk or a read-only folder fails this cell, not the grid
+                row.update(status="failed", error=f"could not write {path}: {type(exc).__name__}: {exc}")
         rows.append(row)
+        if on_row is not None:
+            on_row(row)
     return _finish(out, base, rows)
+
+
+def write_timeout(run: SuiteRun, cell: Cell, key: str, rows: list[dict[str, Any]], reason: str,
+                  status: str = "timeout") -> dict[str, Any]:  # fmt: skip
+    """The result of a cell stopped from outside (killed at its hard time limit, or its process died):
+    the requests it finished, ``status`` with ``reason`` for the one it was running, ``not run`` after."""
+    rows = list(rows)
+    for step in run.steps(cell.protocol):
+        if step > len(rows):
+            first = len(rows) == 0 or rows[-1]["status"] == "ok"
+            rows.append(_row(step, status, reason) if first else _not_run(step, rows[-1]))
+    return _finish(cell_dir(run, cell), _base(run, cell, key), rows)
+
+
+def _not_run(step: int, last: dict[str, Any]) -> dict[str, Any]:
+    return _row(step, last["status"], f"not run: request {last['step']} did not finish")
 
 
 @torch.no_grad()
@@ -197,19 +231,59 @@ def cell_unit(run: SuiteRun, cell: Cell, key: str) -> Unit:
 
 
 def run_cell_unit(run: SuiteRun, unit: Unit) -> dict[str, Any]:
-    """The executor's entry point for one cell (a top-level function, so Ray can ship it)."""
-    return run_cell(run, unit.args["cell"], unit.args["key"])
+    """The executor's entry point for one cell (a top-level function, so Ray can ship it).
+
+    The cell runs in this process's sandbox (:mod:`benchmark.runner.sandbox`), killed ``budget_s`` + 2 s
+    after it starts; unless ``UNLEARN_BENCH_ISOLATE=0``, then in-process with the cooperative budget only."""
+    cell, key = unit.args["cell"], unit.args["key"]
+    if not isolated():
+        return run_cell(run, cell, key)
+    budget = run.suite.budget_s
+    outcome = sandbox().run_cell(run, cell, key, None if budget is None else budget + GRACE_S)
+    if outcome.result is not None:
+        return outcome.result
+    return write_timeout(run, cell, key, outcome.rows, outcome.reason,
+                         "timeout" if outcome.timed_out else "failed")  # fmt: skip
+
+
+RETRIED = ("failed", "nan", "timeout")  # statuses that ``retry_failed`` re-runs (not ``skipped``)
+
+
+def needs_retry(run: SuiteRun, cell: Cell) -> bool:
+    """True when the cell's cached result has a request that ended ``failed``, ``nan`` or ``timeout``."""
+    return any(r["status"] in RETRIED for r in read_json(cell_dir(run, cell) / "result.json")["requests"])
+
+
+def check_inputs(run: SuiteRun, cells: list[Cell]) -> None:
+    """One-line :class:`MissingInputError` when the stages before ``unlearn`` have not run."""
+    for cell in cells:
+        path = run.original_path(cell.seed, cell.protocol)
+        if not path.exists():
+            command = f"unlearn-bench train --suite {run.suite.name}"
+            raise MissingInputError(f"{path}: missing; run `{command}` first")
+
+
+class MissingInputError(RuntimeError):
+    """An input of the stage (an original model) is missing: a stage before it has not run."""
 
 
 def run_unlearning(
-    run: SuiteRun, methods: list[str] | None = None, executor: ExecutorConfig | None = None
+    run: SuiteRun,
+    methods: list[str] | None = None,
+    executor: ExecutorConfig | None = None,
+    retry_failed: bool = False,
 ) -> dict[str, int]:
-    """Run every cell not already cached. Returns counts of cells run and reused."""
+    """Run every cell not already cached. Returns counts of cells run and reused.
+
+    A cell is cached when its ``result.json`` holds the current key (a changed method changes its code
+    hash, hence the key, and re-runs). ``retry_failed``: also re-run cached cells with a ``failed``,
+    ``nan`` or ``timeout`` request (e.g. after a transient fault or with a larger machine)."""
     cells = [c for c in expand_cells(run) if methods is None or c.method in methods]
+    check_inputs(run, cells)
     units = []
     for cell in cells:
         key = cell_key(run, cell)
-        if not is_cached(run, cell, key):
+        if not is_cached(run, cell, key) or retry_failed and needs_retry(run, cell):
             units.append(cell_unit(run, cell, key))
     desc = f"{run.suite.name}: unlearning cells"
 
