@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "leaderboard",
-        "Collect results into leaderboards/ (README.md, CSV, metrics.json, plots, HTML).",
+        "Collect results into leaderboards/ (README.md, CSV, metrics, plots, HTML).",
         cmd_leaderboard,
     )
     add("methods", "List every discovered unlearning method with its origin and code hash.", cmd_methods)
