@@ -196,8 +196,14 @@ def cmd_check_plugin(args: argparse.Namespace, params: Params | None) -> None:
 
 
 def cmd_new_method(args: argparse.Namespace, params: Params | None) -> None:
-    from benchmark.plugins import scaffold_method
+    from benchmark.plugins import scaffold_method, scaffold_package
 
+    if args.package is not None:
+        files = scaffold_package(args.name, args.package)
+        print("wrote " + ", ".join(str(f) for f in files))
+        print(f"next: cd {args.package} && pip install -e . && pytest && "
+              f"unlearn-bench check-plugin {args.name}")
+        return
     method_file, test_file = scaffold_method(args.name, args.dir, args.tests_dir)
     print(f"wrote {method_file} and {test_file}")
     print(f"next: edit {method_file}, then `unlearn-bench check-plugin {args.name}` and `pytest {test_file}`")
@@ -287,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "leaderboard",
-        "Collect results into leaderboards/ (README.md, CSV, metrics.json, plots, HTML).",
+        "Collect results into leaderboards/ (README.md, CSV, metrics, plots, HTML).",
         cmd_leaderboard,
     )
     add("methods", "List every discovered unlearning method with its origin and code hash.", cmd_methods)
@@ -314,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="new method name: a lowercase python identifier")
     p.add_argument("--dir", type=Path, default=Path("benchmark/unlearners"), help="where the method goes")
     p.add_argument("--tests-dir", type=Path, default=Path("tests/unit"), help="where its test goes")
+    p.add_argument("--package", type=Path, default=None, metavar="DIR",
+                   help="write an installable plugin package (pyproject with the entry point, src layout, "
+                        "tests) into DIR instead")  # fmt: skip
     return parser
 
 

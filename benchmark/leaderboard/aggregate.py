@@ -16,6 +16,7 @@ from scipy import stats
 
 __all__ = [
     "GROUP_KEYS",
+    "HEADLINE_METRICS",
     "JSON_METRICS",
     "METRICS",
     "PAIRED_COLUMNS",
@@ -27,6 +28,7 @@ __all__ = [
     "final_rows",
     "margin_vs_reference",
     "mean_ci",
+    "headline_metrics",
     "metrics_json",
     "noise_floor",
     "normalise",
@@ -77,6 +79,9 @@ FLOOR_METHOD = "retrain"  # an independent retrain: the gold-to-gold noise floor
 MARGIN_COLUMNS: tuple[str, ...] = ("margin_vs_original", "margin_vs_original_ci", "margin_vs_original_p",
                                    "margin_n_pairs")  # fmt: skip
 FLOOR_COLUMNS: tuple[str, ...] = ("floor_tow_auc", "floor_tow_auc_ci")
+# per suite x protocol in the DVC metrics files (headline_metrics): a few numbers, not one per method
+HEADLINE_METRICS: tuple[str, ...] = ("best_method", "best_tow_auc", "best_margin_vs_original",
+                                     "original_tow_auc", "retrain_tow_auc")  # fmt: skip
 JSON_METRICS: tuple[str, ...] = ("tow_auc", "tow_final", "margin_vs_original", "klom_mean", "neurips_score")
 
 OK, SKIPPED = "ok", "skipped"
@@ -476,7 +481,10 @@ def _json_number(x: Any) -> float | None:
 
 
 def metrics_json(headline: pd.DataFrame) -> dict[str, Any]:
-    """Compact nested ``{suite: {protocol: {method: {metric: value}}}}`` for ``dvc metrics show``.
+    """Every method's headline numbers, nested ``{suite: {protocol: {method: {metric: value}}}}``.
+
+    Written to ``leaderboards/metrics_by_method.json`` (a plain committed file, not a DVC metric: it has
+    hundreds of leaves); :func:`headline_metrics` is the compact file ``dvc metrics show`` reads.
 
     ``headline`` is one row per method (:func:`benchmark.leaderboard.headline.headline`). Metrics
     (:data:`JSON_METRICS`): ``tow_auc`` (mean ToW over the K requests), ``tow_final`` (ToW after request
@@ -489,4 +497,35 @@ def metrics_json(headline: pd.DataFrame) -> dict[str, Any]:
     for _, r in rows.iterrows():
         cell = out.setdefault(str(r["suite"]), {}).setdefault(str(r["protocol"]), {})
         cell[str(r["method"])] = {m: _json_number(r.get(source.get(m, m))) for m in JSON_METRICS}
+    return out
+
+
+def headline_metrics(headline: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
+    """The DVC headline metrics: per (suite, protocol), a handful of numbers for ``dvc metrics show``.
+
+    For each suite x protocol of ``headline`` (one row per method), :data:`HEADLINE_METRICS`:
+    ``best_method`` (the unlearning method with the highest ToW AUC, ``original`` and ``retrain`` excluded;
+    ties broken by name), its ``best_tow_auc`` and paired ``best_margin_vs_original`` (AUC margin over
+    doing nothing), ``original_tow_auc`` (the floor to beat) and ``retrain_tow_auc`` (an independent
+    retrain: the noise floor). Numbers rounded to 4 decimals, NaN/inf/absent -> ``None``; ``best_method``
+    is ``None`` when no unlearning method has a finite AUC.
+    """
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for (suite, protocol), rows in headline.groupby(["suite", "protocol"], sort=True):
+        by_method = {str(r["method"]): r for _, r in rows.iterrows()}
+        cols = ["method", "tow_auc_mean", *(["margin_vs_original"] if "margin_vs_original" in rows else [])]
+        cand = rows.loc[~rows["method"].isin([REFERENCE_METHOD, FLOOR_METHOD]), cols].copy()
+        auc = pd.to_numeric(cand["tow_auc_mean"], errors="coerce")
+        cand["_auc"] = auc.where(np.isfinite(auc))
+        cand = cand.dropna(subset=["_auc"]).sort_values(["_auc", "method"], ascending=[False, True],
+                                                        kind="mergesort")  # fmt: skip
+        best = cand.iloc[0] if len(cand) else None
+        ref, floor = by_method.get(REFERENCE_METHOD), by_method.get(FLOOR_METHOD)
+        out[(str(suite), str(protocol))] = {
+            "best_method": None if best is None else str(best["method"]),
+            "best_tow_auc": None if best is None else _json_number(best["tow_auc_mean"]),
+            "best_margin_vs_original": None if best is None else _json_number(best.get("margin_vs_original")),
+            "original_tow_auc": None if ref is None else _json_number(ref["tow_auc_mean"]),
+            "retrain_tow_auc": None if floor is None else _json_number(floor["tow_auc_mean"]),
+        }
     return out

@@ -1,4 +1,4 @@
-"""Write the leaderboard: README.md, index.html, summary/headline/per-suite CSVs, metrics.json, plots.
+"""Write the leaderboard: README.md, index.html, summary/headline/per-suite CSVs, metrics, plots.
 
 The pages are rendered from Jinja2 templates in ``benchmark/leaderboard/templates`` (``readme.md.j2``,
 ``index.html.j2`` with ``style.css`` and ``script.js``; the shared explanation ``how_to_read.md`` is
@@ -33,6 +33,7 @@ from benchmark.leaderboard.aggregate import (
     seed_table,
     summarise,
 )
+from benchmark.leaderboard.dvc_files import write_dvc_files
 from benchmark.leaderboard.headline import headline
 from benchmark.leaderboard.plots import PLOT_KINDS, make_plots, plot_path
 from benchmark.leaderboard.population import attach_population
@@ -471,12 +472,14 @@ def write_leaderboard(
 ) -> list[Path]:
     """Render the result rows ``df`` into ``out_dir``; returns the paths written.
 
-    Writes ``README.md``, ``index.html``, ``metrics.json`` (:func:`metrics_json` of the headline,
-    sorted keys, indent 2), ``summary.csv`` (every params_id: :func:`summarise` plus the population
-    columns), ``headline.csv`` (one row per method), ``<suite>.csv`` (the per-step per-seed rows of each
-    suite, sorted by protocol, method, params_id, seed, step, in :data:`RESULT_COLUMNS` order then any
-    extra columns by name) and ``plots/<suite>_*.png``. ``population`` / ``population_examples`` are the
-    optional ``results/<suite>_population.csv`` / ``_population_examples.csv`` rows
+    Writes ``README.md``, ``index.html``, ``metrics_by_method.json`` (:func:`metrics_json` of the
+    headline, sorted keys, indent 2), the files DVC reads (:mod:`benchmark.leaderboard.dvc_files`:
+    ``metrics/<suite>.<protocol>.json``, ``dvc_plots/*.json``), ``summary.csv`` (every params_id:
+    :func:`summarise` plus the population columns), ``headline.csv`` (one row per method),
+    ``<suite>.csv`` (the per-step per-seed rows of each suite, sorted by protocol, method, params_id,
+    seed, step, in :data:`RESULT_COLUMNS` order then any extra columns by name) and
+    ``plots/<suite>_*.png``. ``population`` / ``population_examples`` are the optional
+    ``results/<suite>_population.csv`` / ``_population_examples.csv`` rows
     (:mod:`benchmark.leaderboard.population`); without them the KLoM / NeurIPS columns and the KLoM CDF
     are omitted. ``provenance`` (e.g. ``{"git_rev": ..., "packages": {...}}``) is listed at the end.
     """
@@ -505,10 +508,11 @@ def write_leaderboard(
     index = out_dir / "index.html"
     index.write_text(render_html(lb), encoding="utf-8")
     written.append(index)
-    metrics = out_dir / "metrics.json"
+    metrics = out_dir / "metrics_by_method.json"  # every method: a plain file, not a DVC metric
     text = json.dumps(metrics_json(lb.headline), indent=2, sort_keys=True, allow_nan=False)
     metrics.write_text(text + "\n", encoding="utf-8")
     written.append(metrics)
+    written += write_dvc_files(data, lb.headline, out_dir)
     written.append(write_csv(lb.summary, out_dir / "summary.csv"))
     written.append(write_csv(lb.headline, out_dir / "headline.csv"))
     for suite, rows in data.groupby("suite", sort=True):

@@ -8,7 +8,7 @@ test-data guard), :mod:`~benchmark.plugins.checks` (the checks), :mod:`~benchmar
 
 from benchmark.plugins.checks import CHECKS, CheckResult
 from benchmark.plugins.conformance import format_results, run_conformance
-from benchmark.plugins.scaffold import ScaffoldError, scaffold_method
+from benchmark.plugins.scaffold import ScaffoldError, scaffold_method, scaffold_package
 from benchmark.plugins.testing import check, parametrize_with_checks
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "parametrize_with_checks",
     "run_conformance",
     "scaffold_method",
+    "scaffold_package",
 ]

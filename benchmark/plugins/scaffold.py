@@ -6,6 +6,12 @@ placeholders for the update rule and the paper, a parameter grid, ``test_params`
 before the author writes a line. The test file runs every check as its own test, through
 :func:`benchmark.plugins.parametrize_with_checks` and :func:`benchmark.plugins.check`.
 Nothing is ever overwritten.
+
+``new-method NAME --package DIR`` (:func:`scaffold_package`) writes an installable plugin package instead:
+``DIR/pyproject.toml`` (the entry point ``NAME = "<package>.NAME:<Class>"`` in group
+``benchmark.unlearners``, setuptools, src layout, pytest's ``pythonpath = ["src"]``), ``DIR/README.md``,
+``DIR/src/<package>/{__init__,NAME}.py`` and ``DIR/tests/test_NAME.py``; the package is the folder's name
+with ``-`` -> ``_`` (or ``unlearn_NAME`` when that is not an identifier).
 """
 
 from __future__ import annotations
@@ -90,3 +96,48 @@ def scaffold_method(
         method_file.unlink()
         raise
     return method_file, test_file
+
+
+def package_names(package_dir: Path) -> tuple[str, str]:
+    """(distribution name, import package) for a plugin package folder: ``acme-unlearn`` ->
+    (``acme-unlearn``, ``acme_unlearn``)."""
+    dist = Path(package_dir).resolve().name
+    package = dist.replace("-", "_").replace(".", "_").lower()
+    if not package.isidentifier() or keyword.iskeyword(package):
+        raise ScaffoldError(f"{package_dir}: the folder's name must make a python package name "
+                            "(letters, digits, '-', '_'; e.g. acme-unlearn)")  # fmt: skip
+    return dist, package
+
+
+def scaffold_package(name: str, package_dir: Path) -> list[Path]:
+    """Write an installable plugin package for method ``name`` under ``package_dir``; return the files.
+
+    Refuses to write into a folder that already has a ``pyproject.toml`` or any of the files.
+    """
+    validate_name(name)
+    root = Path(package_dir)
+    dist, package = package_names(root)
+    fields = {"name": name, "class_name": class_name(name), "dist": dist, "package": package,
+              "import_line": f"import {package}.{name}  # noqa: F401  (registers the method)\n"}  # fmt: skip
+    files = {
+        root / "pyproject.toml": _template("package_pyproject.toml.tmpl").substitute(fields),
+        root / "README.md": _template("package_readme.md.tmpl").substitute(fields),
+        root / "src" / package / "__init__.py": f'"""The ``{name}`` method for unlearn-bench."""\n',
+        root / "src" / package / f"{name}.py": _template("method.py.tmpl").substitute(fields),
+        root / "tests" / f"test_{name}.py": _template("test_method.py.tmpl").substitute(fields),
+    }
+    for path in files:
+        if path.exists():
+            raise ScaffoldError(f"{path}: already exists; refusing to overwrite it")
+    written: list[Path] = []
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("x", encoding="utf-8") as fh:
+                fh.write(text)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink()
+        raise
+    return written

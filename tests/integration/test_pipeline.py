@@ -100,11 +100,15 @@ def test_dvc_repro_builds_the_leaderboard(repo: Path):
     assert (pop.klom_lo <= pop.klom_mean).all() and (pop.klom_mean <= pop.klom_hi).all()
     examples = pd.read_csv(repo / "results" / "tiny-mlp_population_examples.csv")
     assert set(examples.params_id) == set(POP_METHODS) and examples.klom.notna().all()
-    for name in ("README.md", "metrics.json", "index.html", "summary.csv"):
+    for name in ("README.md", "metrics_by_method.json", "index.html", "summary.csv",
+                 "dvc_plots/tow_steps.json"):
         assert (repo / "leaderboards" / name).stat().st_size > 0
     assert "tiny-mlp" in (repo / "leaderboards" / "README.md").read_text()
     shown = sh("dvc", "metrics", "show", cwd=repo).stdout
-    assert "tiny-mlp" in shown
+    assert "tiny-mlp" in shown and "best_tow_auc" in shown
+    # compact: one row per suite x protocol, a handful of columns
+    rows = [line for line in shown.splitlines() if "leaderboards/metrics/" in line]
+    assert len(rows) == len(PROTOCOLS) and max(len(line) for line in shown.splitlines()) < 200, shown
 
 
 @pytest.mark.integration

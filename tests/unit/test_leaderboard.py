@@ -27,6 +27,7 @@ from benchmark.leaderboard import (
     summarise_steps,
     write_leaderboard,
 )
+from benchmark.leaderboard.aggregate import HEADLINE_METRICS
 from benchmark.leaderboard.plots import clip_band, repel
 from benchmark.leaderboard.render import md_inline
 
@@ -334,8 +335,11 @@ def rendered(tmp_path_factory) -> tuple[Path, list[Path], pd.DataFrame]:
 def test_write_leaderboard_creates_all_files(rendered):
     out, paths, _ = rendered
     names = {p.relative_to(out).as_posix() for p in paths}
-    expected = {"README.md", "index.html", "summary.csv", "headline.csv", "metrics.json", "cifar_cnn.csv",
-                "mnist_mlp.csv"}  # fmt: skip
+    expected = {"README.md", "index.html", "summary.csv", "headline.csv", "metrics_by_method.json",
+                "cifar_cnn.csv", "mnist_mlp.csv", "dvc_plots/tow_steps.json",
+                "dvc_plots/headline.json"}  # fmt: skip
+    expected |= {f"metrics/{s}.{p}.json" for s in ("cifar_cnn", "mnist_mlp")
+                 for p in ("random_10x1pct", "class_2x5pct")}  # fmt: skip
     for suite in ("cifar_cnn", "mnist_mlp"):
         expected |= {f"plots/{suite}_{k}.png" for k in ("tow_by_step", "pareto", "forget_acc_by_step",
                                                           "js_by_step", "klom_cdf")}  # fmt: skip
@@ -406,13 +410,47 @@ def test_csv_round_trips(rendered):
 
 def test_metrics_json_file(rendered):
     out, _, _ = rendered
-    mj = json.loads((out / "metrics.json").read_text())
+    mj = json.loads((out / "metrics_by_method.json").read_text())
     assert sorted(mj) == ["cifar_cnn", "mnist_mlp"]
     cell = mj["cifar_cnn"]["class_2x5pct"]
     assert cell["newton"]["tow_auc"] is None and 0.8 < cell["finetune"]["tow_auc"] < 1.0
     assert cell["finetune"]["margin_vs_original"] > 0.3 and cell["finetune"]["klom_mean"] is not None
     keys = {"tow_auc", "tow_final", "margin_vs_original", "klom_mean", "neurips_score"}
     assert set(cell["finetune"]) == keys
+
+
+def test_dvc_metrics_files_are_compact(rendered):
+    """One small file per suite x protocol for `dvc metrics show`: the best unlearning method (original,
+    retrain and the skipped newton excluded), its AUC and margin, and the two reference rows' AUCs."""
+    out, _, df = rendered
+    head = pd.read_csv(out / "headline.csv").set_index(["suite", "protocol", "method"])
+    for suite in ("cifar_cnn", "mnist_mlp"):
+        for proto in ("random_10x1pct", "class_2x5pct"):
+            m = json.loads((out / "metrics" / f"{suite}.{proto}.json").read_text())
+            assert tuple(sorted(m)) == tuple(sorted(HEADLINE_METRICS))
+            assert m["best_method"] == "finetune"
+            # ToW AUC of one seed = mean over its steps; the metric is the mean over seeds
+            ft = df[(df.suite == suite) & (df.protocol == proto) & (df.method == "finetune")]
+            assert m["best_tow_auc"] == pytest.approx(ft.groupby("seed").tow.mean().mean(), abs=1e-4)
+            assert m["best_margin_vs_original"] == pytest.approx(
+                head.loc[(suite, proto, "finetune"), "margin_vs_original"], abs=1e-4)  # fmt: skip
+            for ref in ("original", "retrain"):
+                assert m[f"{ref}_tow_auc"] == pytest.approx(head.loc[(suite, proto, ref), "tow_auc_mean"],
+                                                            abs=1e-4)  # fmt: skip
+
+
+def test_dvc_plot_data(rendered):
+    """Per-step ToW means (one record per suite x protocol x method x step) and one bar per method."""
+    out, _, df = rendered
+    steps = json.loads((out / "dvc_plots" / "tow_steps.json").read_text())
+    assert len(steps) == 2 * 2 * 3 * 2  # suites x protocols x (methods with rows) x steps; newton skipped
+    rec = next(r for r in steps if r["panel"] == "mnist_mlp / class_2x5pct" and r["method"] == "retrain"
+               and r["step"] == 2)  # fmt: skip
+    sel = df[(df.suite == "mnist_mlp") & (df.protocol == "class_2x5pct") & (df.method == "retrain")
+             & (df.step == 2)]  # fmt: skip
+    assert rec["tow"] == pytest.approx(sel.tow.mean(), abs=1e-4)
+    bars = json.loads((out / "dvc_plots" / "headline.json").read_text())
+    assert len(bars) == 2 * 2 * 3 and {b["method"] for b in bars} == {"original", "retrain", "finetune"}
 
 
 def test_rerun_is_byte_identical(rendered, tmp_path):
