@@ -60,6 +60,7 @@ def shrink(params: dict, suite: str, dataset: str, fixture: Path, methods: list[
     s = params["suites"][suite]
     s.update(seeds=[0], budget_s=600, memorization={"models": 2, "seed": 1000})
     s["train"]["epochs"] = 1
+    s["population"]["models"] = 4
     if methods is not None:
         s["methods"] = methods
     for p in s["protocols"]:
