@@ -11,7 +11,8 @@ Layout::
     grid:       default | full   # a method's unlisted parameters: its default value / its built-in list
     suites:     {NAME: {dataset, model: {arch, ...}, train: {epochs, batch_size, lr, weight_decay, optimizer},
                         protocols: [..], seeds: [..], methods: [..], budget_s?,
-                        memorization?: {models, seed}, population?: {models, seed, methods, protocols}}}
+                        memorization?: {models, seed}, population?: {models, seed, methods, protocols},
+                        device?: auto|cpu|cuda|cuda:N}}             # default cpu (benchmark.runner.device)
     cost:       {hvp_grad_ratio, fwd_grad_ratio}          # one HVP / one forward pass, in gradient passes
     executor:   {kind: local|ray, address?, num_cpus?, cpus_per_task?, gpus_per_task?, max_retries?,
                  torch_threads?}                          # how the grid stages run their units (optional)
@@ -121,6 +122,9 @@ class SuiteConfig:
     budget_s: float | None = None
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
     population: PopulationConfig | None = None
+    # where models and data live (benchmark.runner.device); not in as_dict: a CPU run keeps today's keys,
+    # a resolved GPU device enters the keys through SuiteRun.data_key
+    device: str = "cpu"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -308,7 +312,7 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
         d,
         key,
         {"dataset", "model", "train", "protocols", "seeds", "methods", "budget_s", "memorization",
-         "population"},
+         "population", "device"},
         {"dataset", "model", "train", "protocols", "seeds", "methods"},
     )
     if d["dataset"] not in params["datasets"]:
@@ -348,6 +352,13 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
     mem = check_section(MemorizationSection, d.get("memorization") or {}, f"{key}.memorization")
     memorization = MemorizationConfig(models=mem.models, seed=mem.seed)
     _check_class_capacity(key, protocols, params, d["dataset"])
+    from benchmark.runner.device import check_device_spec
+
+    device = _typed(d, "device", key, str, "cpu")
+    try:  # the spelling only: a GPU suite validates on a CPU machine; availability is checked at run time
+        check_device_spec(device, f"{key}.device")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return SuiteConfig(
         name=name,
         dataset=d["dataset"],
@@ -359,6 +370,7 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
         budget_s=budget,
         memorization=memorization,
         population=_population(d.get("population"), f"{key}.population", protocols, methods),
+        device=device,
     )
 
 

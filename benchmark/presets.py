@@ -1,8 +1,9 @@
 """Named presets: YAML overlays on ``params.yaml`` for runs larger than the default pipeline.
 
 A preset ``NAME`` is ``presets/NAME.yaml`` at the repository root. :func:`apply_preset` merges it into the
-parameters — mappings key by key, recursively; any other value (lists included) replaced — and the result is
-validated like ``params.yaml`` before anything is written.
+parameters — mappings key by key, recursively; any other value (lists included) replaced; a key set to
+``null`` removed (as in JSON Merge Patch, RFC 7386), so a preset can drop the default suites and datasets —
+and the result is validated like ``params.yaml`` before anything is written.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from benchmark.config import ConfigError, parse_params
 
 
 def merge(base: Any, overlay: Any) -> Any:
-    """``overlay`` on ``base``: mappings merged key by key (recursively), everything else replaced."""
+    """``overlay`` on ``base``: mappings merged key by key (recursively), a key whose overlay value is None
+    removed, everything else replaced."""
     if isinstance(base, dict) and isinstance(overlay, dict):
         out = copy.deepcopy(base)
         for k, v in overlay.items():
-            out[k] = merge(out[k], v) if k in out else copy.deepcopy(v)
+            if v is None:
+                out.pop(k, None)
+            else:
+                out[k] = merge(out[k], v) if k in out else copy.deepcopy(v)
         return out
     return copy.deepcopy(overlay)
 

@@ -3,6 +3,8 @@
 #   bash scripts/bench.sh                 # the default pipeline
 #   bash scripts/bench.sh --preset full   # first rewrite params.yaml with presets/full.yaml (git checkout
 #                                         # params.yaml restores the default)
+#   bash scripts/bench.sh --preset fmnist-cnn         # the paper presets: internet once, a GPU (README)
+#   bash scripts/bench.sh --preset cifar10-resnet18
 # Other arguments go to dvc repro. Each output line carries the elapsed time; a per-stage summary ends the log.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -55,6 +55,9 @@ def relearn_time(
     if accuracy(model, eval_x, eval_y) >= target_acc:
         return 0, False
     net = copy.deepcopy(model)
+    param = next(iter(net.parameters()), None)
+    if param is not None:  # train where the model lives (a no-op on the CPU)
+        x, y = x.to(param.device), y.to(param.device)
     opt = make_optimizer(net, recipe)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(int(seed))

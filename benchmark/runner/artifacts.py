@@ -43,13 +43,25 @@ def read_json(path: Path) -> Any:
 def save_state(path: Path, model: torch.nn.Module) -> None:
     """Write the state dict atomically. Serialised through a buffer: ``torch.save`` to a path names the
     zip archive inside after that file (here a temp name holding the pid), so equal weights would give
-    different bytes, hence different downstream cache keys, from one process to the next."""
+    different bytes, hence different downstream cache keys, from one process to the next. Tensors on another
+    device are copied to the CPU first (same keys, same ``_metadata``), so every artefact loads anywhere;
+    a CPU model's state dict is written untouched."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
+    torch.save(_on_cpu(model.state_dict()), buf)
     tmp.write_bytes(buf.getvalue())
     tmp.replace(path)
+
+
+def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if all(v.device.type == "cpu" for v in state.values()):
+        return state
+    out = type(state)((k, v.detach().cpu()) for k, v in state.items())
+    meta = getattr(state, "_metadata", None)
+    if meta is not None:
+        out._metadata = meta  # type: ignore[attr-defined]
+    return out
 
 
 def load_state(path: Path, model: torch.nn.Module) -> torch.nn.Module:

@@ -106,6 +106,7 @@ def _base(run: SuiteRun, cell: Cell, key: str) -> dict[str, Any]:
         "hparams": cell.hparams,
         "code_hash": cls.code_hash(),
         "origin": cls.origin,
+        "device": str(run.device),
         **provenance(),
     }
 
@@ -136,6 +137,7 @@ def run_cell(
         make_model=run.make_model,
         n_train=run.n_train,
         budget_s=run.suite.budget_s,
+        device=run.device,
     )
     model = run.make_model(cell.seed)
     load_state(run.original_path(cell.seed, cell.protocol), model)

@@ -67,11 +67,12 @@ def memorization_unit(run: SuiteRun, unit: Unit) -> int:
 
 def _train_one(run: SuiteRun, j: int) -> np.ndarray:
     m, snap = run.suite.memorization, run.snapshot
-    half = torch.as_tensor(half_indices(run.n_train, m.seed, j))
-    model = train_model(run.make_model(m.seed + j), snap.x_train[half], snap.y_train[half], run.suite.recipe,
-                        m.seed + j)  # fmt: skip
-    with torch.no_grad():
-        pred = torch.cat([model(snap.x_train[i : i + 2048]).argmax(1) for i in range(0, run.n_train, 2048)])
+    half = torch.as_tensor(half_indices(run.n_train, m.seed, j)).to(run.device)
+    model = train_model(run.make_model(m.seed + j), run.x_train[half], snap.y_train.to(run.device)[half],
+                        run.suite.recipe, m.seed + j)  # fmt: skip
+    with torch.no_grad():  # run.x_train: the training images on the suite's device
+        chunks = [model(run.x_train[i : i + 2048]).argmax(1).cpu() for i in range(0, run.n_train, 2048)]
+    pred = torch.cat(chunks)
     return (pred == snap.y_train).numpy()
 
 

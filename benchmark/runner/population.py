@@ -135,8 +135,8 @@ def _train_member(run: SuiteRun, m: Member) -> dict[str, Any]:
     status, error = "ok", ""
     seed = _pop_seed(run, m.index)
     if m.kind == "original":
-        y = run.train_labels(m.protocol, POP)
-        model = train_model(run.make_model(seed), run.snapshot.x_train, y, run.suite.recipe, seed)
+        y = run.train_labels(m.protocol, POP).to(run.device)
+        model = train_model(run.make_model(seed), run.x_train, y, run.suite.recipe, seed)
     elif m.kind == "gold":
         assert m.protocol is not None
         retain = run.request(m.protocol, POP, run.protocol(m.protocol).requests).retain
@@ -146,7 +146,7 @@ def _train_member(run: SuiteRun, m: Member) -> dict[str, Any]:
         orig = Member("original", run.variant(m.protocol), m.index)
         model = load_state(member_path(run, orig), run.make_model(seed))
         ctx = Context(seed=seed, recipe=run.suite.recipe, make_model=run.make_model, n_train=run.n_train,
-                      budget_s=run.suite.budget_s)  # fmt: skip
+                      budget_s=run.suite.budget_s, device=run.device)  # fmt: skip
         torch.manual_seed(seed)
         try:
             method = get_unlearner(m.method)(**dict(m.hparams))
@@ -230,9 +230,9 @@ def _collect(run: SuiteRun, p: str, members: list[Member]) -> _Outputs:
             errors.append(f"{meta['status']}: {meta['error']}")
             continue
         model = load_state(path, run.make_model(_pop_seed(run, m.index)))
-        pf = predict_proba(model, forget.x)
-        rows_m.append(margins(torch.log(pf.clamp_min(1e-300)), forget.y))
-        rows_o.append(logit_scaled_confidence_from_probs(pf, forget.y))
+        pf = predict_proba(model, forget.x)  # probabilities on the CPU; labels brought there too
+        rows_m.append(margins(torch.log(pf.clamp_min(1e-300)), forget.y.cpu()))
+        rows_o.append(logit_scaled_confidence_from_probs(pf, forget.y.cpu()))
         acc_r.append(accuracy_from_probs(predict_proba(model, retain.x), retain.y))
         acc_t.append(accuracy_from_probs(predict_proba(model, snap.x_test), snap.y_test))
     n = len(forget)

@@ -1,4 +1,9 @@
-"""A suite's inputs, loaded once per stage: snapshot, forget sets, model factory and cache keys."""
+"""A suite's inputs, loaded once per stage: snapshot, forget sets, model factory, device and cache keys.
+
+The snapshot stays on the CPU (the evaluation reads it as numpy); models from :meth:`SuiteRun.make_model`
+and the data views handed to training and unlearning live on the suite's device
+(:mod:`benchmark.runner.device`). On the CPU every ``.to(device)`` below returns its input unchanged.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from benchmark.data.protocols import cumulative, load_corruption, load_requests,
 from benchmark.data.snapshot import Snapshot, load_snapshot
 from benchmark.models.zoo import build_model, count_parameters
 from benchmark.runner.artifacts import Layout, stable_hash
+from benchmark.runner.device import configure_determinism, resolve_device
 from benchmark.unlearners.base import DataView, Request
 
 POP = "pop"  # forget-set id of the population (one shared forget set per protocol)
@@ -34,9 +40,24 @@ class SuiteRun:
     def __post_init__(self) -> None:
         self.snapshot = load_snapshot(self.layout.dataset_dir(self.suite.dataset))
 
+    # --- device -----------------------------------------------------------------------------------
+    @functools.cached_property
+    def device(self) -> torch.device:
+        """The suite's resolved device (DeviceError when it asks for CUDA that is not there)."""
+        device = resolve_device(self.suite.device, f"suites.{self.suite.name}.device")
+        configure_determinism(device)
+        return device
+
+    @functools.cached_property
+    def x_train(self) -> torch.Tensor:
+        """The training images on the suite's device (the snapshot's own tensor on the CPU)."""
+        return self.snapshot.x_train.to(self.device)
+
     # --- models -----------------------------------------------------------------------------------
     def make_model(self, seed: int) -> nn.Module:
-        return build_model(self.suite.model, self.snapshot.input_shape, self.snapshot.num_classes, seed)
+        """A fresh model of the suite (weights drawn on the CPU from ``seed``), on the suite's device."""
+        model = build_model(self.suite.model, self.snapshot.input_shape, self.snapshot.num_classes, seed)
+        return model.to(self.device)
 
     @functools.cached_property
     def n_params(self) -> int:
@@ -49,8 +70,14 @@ class SuiteRun:
     # --- cache keys ---------------------------------------------------------------------------------
     @functools.cached_property
     def data_key(self) -> str:
+        """Hash of the snapshot's file checksums — plus the device type when it is not the CPU, so every
+        key built on it (originals, gold, memorisation, population, cells) separates GPU artefacts from
+        CPU ones while CPU keys stay what they were before devices existed."""
         files = self.snapshot.manifest["files"]
-        return stable_hash({k: v["sha256"] for k, v in sorted(files.items())})
+        sums = {k: v["sha256"] for k, v in sorted(files.items())}
+        if self.device.type != "cpu":
+            return stable_hash({"files": sums, "device": self.device.type})
+        return stable_hash(sums)
 
     def variant(self, protocol: str | None) -> str | None:
         """The protocol name when its originals train on flipped labels (``mislabeled``), else None."""
@@ -121,9 +148,11 @@ class SuiteRun:
         return y
 
     def view(self, indices: np.ndarray, labels: torch.Tensor | None = None) -> DataView:
+        """Images and labels of ``indices`` on the suite's device; ``indices`` stay a CPU tensor."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         y = self.snapshot.y_train if labels is None else labels
-        return DataView(self.snapshot.x_train[idx], y[idx], idx)
+        on = idx.to(self.device)
+        return DataView(self.x_train[on], y.to(self.device)[on], idx)
 
     def request(self, protocol: str, fid: ForgetId, step: int) -> Request:
         reqs = self.requests(protocol, fid)

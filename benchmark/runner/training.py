@@ -41,19 +41,20 @@ def train_original(run: SuiteRun, unit: Unit) -> dict[str, Any]:
     write it and its sidecar JSON."""
     s, snap, seed, variant = run.suite, run.snapshot, unit.args["seed"], unit.args.get("variant")
     path = run.original_path(seed, variant)
-    y = run.train_labels(variant, seed)
+    y = run.train_labels(variant, seed).to(run.device)  # run.x_train: the images on the suite's device
     t0 = time.perf_counter()
-    model = train_model(run.make_model(seed), snap.x_train, y, s.recipe, seed, desc=f"seed {seed}")
+    model = train_model(run.make_model(seed), run.x_train, y, s.recipe, seed, desc=f"seed {seed}")
     wall = time.perf_counter() - t0
     save_state(path, model)
     meta = {
         "key": unit.args["key"],
         "seed": seed,
         "variant": variant,
+        "device": str(run.device),
         "wall_s": wall,
         "n_params": run.n_params,
-        "train_acc": evaluate_accuracy(model, snap.x_train, y),
-        "test_acc": evaluate_accuracy(model, snap.x_test, snap.y_test),
+        "train_acc": evaluate_accuracy(model, run.x_train, y),
+        "test_acc": evaluate_accuracy(model, snap.x_test.to(run.device), snap.y_test.to(run.device)),
     }
     write_json(path.with_suffix(".json"), meta)
     return meta
@@ -94,6 +95,7 @@ def train_gold_unit(run: SuiteRun, unit: Unit) -> dict[str, Any]:
         "protocol": protocol,
         "seed": seed,
         "step": step,
+        "device": str(run.device),
         "wall_s": wall,
         "n_retain": len(retain),
         "epochs_equiv": s.recipe.epochs * len(retain) / run.n_train,

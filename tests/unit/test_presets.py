@@ -16,6 +16,30 @@ def test_merge_mappings_by_key_and_replaces_the_rest():
     assert base == {"a": {"x": 1, "y": [1, 2]}, "b": 2}  # the input is left alone
 
 
+def test_null_removes_a_key():
+    base = {"suites": {"a": {"x": 1}, "b": {"y": 2}}, "z": 3}
+    merged = merge(base, {"suites": {"a": None, "c": {"w": 4}}, "z": None})
+    assert merged == {"suites": {"b": {"y": 2}, "c": {"w": 4}}}
+
+
+@pytest.mark.parametrize(
+    ("name", "suite", "dataset", "source", "arch", "protocols"),
+    [
+        ("fmnist-cnn", "fmnist-cnn", "fmnist", "fashion_mnist", "cnn", {"random", "memorized", "class"}),
+        ("cifar10-resnet18", "cifar10-resnet18", "cifar10", "cifar10", "resnet18", {"random", "class"}),
+    ],
+)
+def test_paper_presets_replace_the_default_suites(name, suite, dataset, source, arch, protocols):
+    params = parse_params(apply_preset(name, ROOT / "params.yaml", ROOT))
+    assert list(params.suites) == [suite] and list(params.datasets) == [dataset]
+    s = params.suites[suite]
+    assert params.datasets[dataset].source == source and s.model["arch"] == arch
+    assert s.device == "auto" and set(s.protocols) == protocols and len(s.seeds) == 3
+    assert all(params.protocols[p].requests == 5 for p in s.protocols)  # sequential, 5 rounds
+    assert {"cure_newton_krylov", "cure_newton_stochastic", "finetune", "gradient_ascent"} <= set(s.methods)
+    assert not {"cure_newton", "newton_pinv", "newton_damped"} & set(s.methods)  # no exact Hessians
+
+
 def test_full_preset_runs_the_converged_exact_cubic_method_and_full_grids():
     assert "full" in available_presets(ROOT)
     merged = apply_preset("full", ROOT / "params.yaml", ROOT)
@@ -28,7 +52,7 @@ def test_full_preset_runs_the_converged_exact_cubic_method_and_full_grids():
 
 
 def test_unknown_preset_and_invalid_result_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="known presets: full"):
+    with pytest.raises(ConfigError, match="known presets: cifar10-resnet18, fmnist-cnn, full"):
         apply_preset("nope", ROOT / "params.yaml", ROOT)
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "bad.yaml").write_text("grid: huge\n")
