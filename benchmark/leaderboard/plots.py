@@ -38,6 +38,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from benchmark.core.status import Status  # noqa: E402
 from benchmark.leaderboard.aggregate import normalise, seed_table, summarise, summarise_steps  # noqa: E402
 from benchmark.leaderboard.headline import headline  # noqa: E402
 from benchmark.leaderboard.population import final_examples  # noqa: E402
@@ -346,7 +347,7 @@ def plot_suite(df: pd.DataFrame, suite: str, plots_dir: Path, head: pd.DataFrame
     when omitted, then without population columns); ``examples`` the per-example KLoM rows
     (``<suite>_population_examples.csv``; no CDF without them). Figures with no data are skipped."""
     data = normalise(df)
-    ok = data[(data["suite"] == suite) & (data["status"] == "ok")]
+    ok = data[(data["suite"] == suite) & (data["status"] == Status.OK)]
     if ok.empty:
         return []
     if head is None:
