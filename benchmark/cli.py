@@ -117,12 +117,14 @@ def _unlearn(run, args):  # noqa: ANN001
 
 def _evaluate(run, args):  # noqa: ANN001
     from benchmark.runner.evaluate import write_results
-    from benchmark.runner.population import write_population_results
+    from benchmark.runner.population_scores import write_population_results
 
     df = write_results(run)
     pop = write_population_results(run)
     extra = f"; {len(pop)} population rows" if pop is not None else ""
-    return f"{len(df)} rows -> {run.layout.results_path(run.suite.name)}{extra}"
+    n = df.attrs["counts"]
+    judged = f" ({n['judged']} cells judged, {n['cached']} read from the evaluation cache)"
+    return f"{len(df)} rows -> {run.layout.results_path(run.suite.name)}{judged}{extra}"
 
 
 def cmd_leaderboard(args: argparse.Namespace, params: Params) -> None:

@@ -1,7 +1,8 @@
 """Aggregate result rows over seeds: means, 95% Student-t confidence intervals, failures.
 
-The input is one row per (suite, protocol, method, params_id, seed, step) with the columns of
-:data:`RESULT_COLUMNS` (missing columns are treated as all-NaN).
+The input is one row per (suite, protocol, method, params_id, seed, step) with exactly the columns of
+:class:`benchmark.core.results.ResultRow` (:data:`RESULT_COLUMNS`; a missing or unexpected column is a
+one-line :class:`~benchmark.core.results.SchemaError`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from benchmark.core.results import COLUMN_KINDS, RESULT_COLUMNS, check_columns
+from benchmark.core.status import PARTIAL, Status
 
 __all__ = [
     "GROUP_KEYS",
@@ -38,26 +42,10 @@ __all__ = [
     "summarise_steps",
 ]
 
-RESULT_COLUMNS: tuple[str, ...] = (
-    "suite", "dataset", "model", "protocol", "method", "params_id", "seed", "step", "status", "error",
-    "acc_forget", "acc_retain", "acc_test", "gold_acc_forget", "gold_acc_retain", "gold_acc_test",
-    "gap_forget", "gap_retain", "gap_test", "tow", "js_forget", "js_test", "update_norm", "dist_to_gold",
-    "wall_s", "gold_wall_s", "speedup", "grad_samples", "hvps", "epochs_equiv", "code_hash", "git_rev",
-    # added with the population / MIA / relearn metrics (see benchmark.runner.evaluate)
-    "kl_forget", "kl_test", "js_forget_pop", "js_test_pop", "kl_forget_pop", "kl_test_pop",
-    "js_gg_forget", "js_gg_test", "kl_gg_forget", "kl_gg_test", "js_ratio_forget", "js_ratio_test",
-    "kl_ratio_forget", "kl_ratio_test", "gold_pop_forget", "n_gg_forget", "dist_gold_gold",
-    "dist_to_gold_rel",
-    "mia_loss_auc", "mia_loss_bacc", "gold_mia_loss_auc", "mia_efficacy", "gold_mia_efficacy",
-    "lira_z_forget", "lira_member_frac",
-    "relearn_steps", "relearn_capped", "gold_relearn_steps", "gold_relearn_capped",
-    "cpu_s", "peak_rss_mb", "cuda_peak_mb", "hessians", "fwd_samples",
-    # mislabeled protocol: accuracy on the forget samples' true labels (NaN elsewhere)
-    "acc_forget_true", "gold_acc_forget_true",
-)  # fmt: skip
-STRING_COLUMNS = ("suite", "dataset", "model", "protocol", "method", "params_id", "status", "error",
-                  "code_hash", "git_rev")  # fmt: skip
-INT_COLUMNS = ("seed", "step", "grad_samples", "fwd_samples", "hvps")
+# the result row's columns and their types: benchmark.core.results.ResultRow (shared with the writer)
+STRING_COLUMNS = tuple(c for c in RESULT_COLUMNS if COLUMN_KINDS[c] is str)
+INT_COLUMNS = tuple(c for c in RESULT_COLUMNS if COLUMN_KINDS[c] is int)
+BOOL_COLUMNS = tuple(c for c in RESULT_COLUMNS if COLUMN_KINDS[c] is bool)
 GROUP_KEYS: tuple[str, ...] = ("suite", "protocol", "method", "params_id")
 METRICS: tuple[str, ...] = (
     "tow", "acc_forget", "acc_retain", "acc_test", "gap_forget", "gap_retain", "gap_test",
@@ -84,7 +72,16 @@ HEADLINE_METRICS: tuple[str, ...] = ("best_method", "best_tow_auc", "best_margin
                                      "original_tow_auc", "retrain_tow_auc")  # fmt: skip
 JSON_METRICS: tuple[str, ...] = ("tow_auc", "tow_final", "margin_vs_original", "klom_mean", "neurips_score")
 
-OK, SKIPPED = "ok", "skipped"
+OK, SKIPPED, FAILED = Status.OK, Status.SKIPPED, Status.FAILED
+
+
+def _as_bool(v: Any) -> bool:
+    """A flag read from a CSV or a frame: bools as they are; empty -> False; text ``true``/``1``/``yes``."""
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return False
+    return str(v).strip().lower() in {"true", "1", "1.0", "yes"}
 
 
 def read_results(path: Path) -> pd.DataFrame:
@@ -94,34 +91,34 @@ def read_results(path: Path) -> pd.DataFrame:
 
 
 def normalise(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``df`` with every column of :data:`RESULT_COLUMNS` present and typed.
+    """A copy of ``df`` with the columns of :data:`RESULT_COLUMNS`, in that order, typed.
 
-    Missing columns become NaN (``status`` becomes ``ok`` when the column is absent; a missing
-    status in a present column is ``failed`` when the row has an error text, else ``ok``).
-    Numeric columns are coerced to float; ``seed``, ``step``, ``grad_samples`` and ``hvps`` to
-    nullable integers. Columns beyond :data:`RESULT_COLUMNS` are kept, after them, sorted by name.
+    ``df`` must have exactly those columns (in any order): a missing or unexpected one raises a one-line
+    :class:`~benchmark.core.results.SchemaError` naming it. Typing follows
+    :class:`~benchmark.core.results.ResultRow`: text columns hold ``None`` where empty, integer columns
+    are nullable integers (``Int64``), ``selected`` is a bool (empty: False; text ``true``/``1``/``yes``:
+    True), every other column float.
+    A missing status is ``failed`` when the row has an error text, else ``ok``; a missing ``params_id``
+    is the method name.
     """
+    check_columns(df.columns, "result rows")
     out = df.copy()
-    if "status" not in out.columns:
-        out["status"] = OK
-    for col in RESULT_COLUMNS:
-        if col not in out.columns:
-            out[col] = np.nan
     for col in STRING_COLUMNS:
         out[col] = out[col].astype(object).where(out[col].notna(), None)
     err = out["error"].map(lambda e: e is not None and str(e) != "")
     out["status"] = [
-        str(s) if s is not None else ("failed" if e else OK) for s, e in zip(out["status"], err, strict=True)
+        str(s) if s is not None else (FAILED if e else OK) for s, e in zip(out["status"], err, strict=True)
     ]
     if out["params_id"].isna().any():  # params_id defaults to the method name
         out["params_id"] = out["params_id"].where(out["params_id"].notna(), out["method"])
+    for col in BOOL_COLUMNS:
+        out[col] = [_as_bool(v) for v in out[col]]
     for col in RESULT_COLUMNS:
-        if col in STRING_COLUMNS:
+        if col in STRING_COLUMNS or col in BOOL_COLUMNS:
             continue
         values = pd.to_numeric(out[col], errors="coerce")
         out[col] = values.round().astype("Int64") if col in INT_COLUMNS else values.astype(float)
-    extras = sorted(c for c in out.columns if c not in RESULT_COLUMNS)
-    return out[list(RESULT_COLUMNS) + extras].reset_index(drop=True)
+    return out[list(RESULT_COLUMNS)].reset_index(drop=True)
 
 
 def mean_ci(values: Any) -> tuple[float, float, int]:
@@ -162,7 +159,7 @@ def _summarise_group(g: pd.DataFrame, metrics: tuple[str, ...]) -> dict[str, Any
     elif len(ok) == 0:
         summary_status = str(bad["status"].iloc[0]) if len(bad) else SKIPPED
     else:
-        summary_status = "partial"
+        summary_status = PARTIAL
     not_ok = g[status != OK]
     errors = [str(e) for e in not_ok["error"] if e is not None and str(e) != ""]
     if errors:
@@ -245,7 +242,7 @@ def final_rows(df: pd.DataFrame) -> pd.DataFrame:
         last = g.iloc[[-1]].copy()
         if (last["status"] == OK).all():
             last_step = last["step"].iloc[0]
-            last["status"] = "failed"
+            last["status"] = FAILED
             last["error"] = f"incomplete: last step {last_step} of {k}"
             for m in METRICS:
                 last[m] = np.nan

@@ -38,6 +38,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from benchmark.core.status import Status  # noqa: E402
 from benchmark.leaderboard.aggregate import normalise, seed_table, summarise, summarise_steps  # noqa: E402
 from benchmark.leaderboard.headline import headline  # noqa: E402
 from benchmark.leaderboard.population import final_examples  # noqa: E402
@@ -183,10 +184,20 @@ def _step_axis(ax: Axes, steps: pd.Series) -> None:
         ax.set_xticks(s)
 
 
+# summarise_steps of the headline rows, shared by the by-step figures of one plot_suite call (the frames
+# are alive, hence their ids unique, for the whole call; emptied when it ends)
+_STEPS_MEMO: dict[tuple[int, int], pd.DataFrame] = {}
+
+
 def _headline_steps(ok: pd.DataFrame, head: pd.DataFrame) -> pd.DataFrame:
+    memo_key = (id(ok), id(head))
+    if memo_key in _STEPS_MEMO:
+        return _STEPS_MEMO[memo_key]
     ids = set(zip(head["protocol"], head["params_id"], strict=True))
     keep = [(p, i) in ids for p, i in zip(ok["protocol"], ok["params_id"], strict=True)]
-    return summarise_steps(ok[keep]) if any(keep) else summarise_steps(ok.iloc[0:0])
+    steps = summarise_steps(ok[keep]) if any(keep) else summarise_steps(ok.iloc[0:0])
+    _STEPS_MEMO[memo_key] = steps
+    return steps
 
 
 def _plot_by_step(ok: pd.DataFrame, head: pd.DataFrame, styles: dict, metric: str, scale: float,
@@ -346,7 +357,7 @@ def plot_suite(df: pd.DataFrame, suite: str, plots_dir: Path, head: pd.DataFrame
     when omitted, then without population columns); ``examples`` the per-example KLoM rows
     (``<suite>_population_examples.csv``; no CDF without them). Figures with no data are skipped."""
     data = normalise(df)
-    ok = data[(data["suite"] == suite) & (data["status"] == "ok")]
+    ok = data[(data["suite"] == suite) & (data["status"] == Status.OK)]
     if ok.empty:
         return []
     if head is None:
@@ -356,11 +367,14 @@ def plot_suite(df: pd.DataFrame, suite: str, plots_dir: Path, head: pd.DataFrame
     styles = method_styles(sorted(head["method"].dropna().astype(str).unique()))
     ex = final_examples(examples)
     written: list[Path] = []
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-        for kind, plotter in _PLOTTERS.items():
-            path = plotter(ok, head, suite, plot_path(plots_dir, suite, kind), styles, ex)
-            if path is not None:
-                written.append(path)
+    try:
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+            for kind, plotter in _PLOTTERS.items():
+                path = plotter(ok, head, suite, plot_path(plots_dir, suite, kind), styles, ex)
+                if path is not None:
+                    written.append(path)
+    finally:
+        _STEPS_MEMO.clear()
     return written
 
 

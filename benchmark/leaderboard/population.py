@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.core.status import Status
+
 __all__ = [
     "EXAMPLE_COLUMNS",
     "POPULATION_COLUMNS",
@@ -60,7 +62,7 @@ def normalise_population(pop: pd.DataFrame | None) -> pd.DataFrame:
             out[col] = np.nan
     for col in _POP_STRINGS:
         out[col] = out[col].astype(object).where(out[col].notna(), None)
-    out["status"] = [s if s is not None else ("failed" if e not in (None, "") else "ok")
+    out["status"] = [s if s is not None else (Status.FAILED if e not in (None, "") else Status.OK)
                      for s, e in zip(out["status"], out["error"], strict=True)]  # fmt: skip
     out["params_id"] = out["params_id"].where(out["params_id"].notna(), out["method"])
     for col in ("step", "n_unlearned", "n_retrained"):

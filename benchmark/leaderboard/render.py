@@ -25,6 +25,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from benchmark.core.status import PARTIAL, Status
 from benchmark.leaderboard.aggregate import (
     GROUP_KEYS,
     final_rows,
@@ -119,11 +120,11 @@ class Table:
 
 def _notes(r: pd.Series) -> str:
     status, error = str(r["status"]), _squash(_str(r["error"]))
-    if status == "skipped":
-        return f"skipped: {error}" if error and error != "skipped" else "skipped"
-    if status == "partial":
+    if status == Status.SKIPPED:
+        return f"skipped: {error}" if error and error != Status.SKIPPED else "skipped"
+    if status == PARTIAL:
         return f"{r['n_failed']} of {r['n_seeds']} seeds failed: {error}"
-    if status != "ok":
+    if status != Status.OK:
         return f"{status}: {error}" if error and error != status else status
     return REFERENCE_NOTES.get(str(r["method"]), "")
 
@@ -256,7 +257,7 @@ def _cells(rows: pd.DataFrame, columns: list[Column], bold_tied: bool) -> list[l
 
 
 def _gold_line(final: pd.DataFrame) -> str:
-    ok = final[final["status"] == "ok"]
+    ok = final[final["status"] == Status.OK]
     if ok[["gold_acc_forget", "gold_acc_retain", "gold_acc_test"]].notna().sum().sum() == 0:
         return ""
     parts = [
@@ -335,7 +336,7 @@ def _provenance_items(data: pd.DataFrame, provenance: dict | None) -> list[tuple
     hashes = sorted({str(v) for v in data["code_hash"].dropna()})
     if hashes:
         items.append(("distinct method code hashes", str(len(hashes))))
-    n_ok = int((data["status"] == "ok").sum())
+    n_ok = int((data["status"] == Status.OK).sum())
     items.append(("result rows", f"{len(data)} ({n_ok} ok)"))
     return items
 

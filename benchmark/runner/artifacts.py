@@ -113,9 +113,36 @@ class Layout:
     def cell_dir(self, suite: str, protocol: str, params_id: str, seed: int) -> Path:
         return self.suite_dir(suite) / "cells" / protocol / slug(params_id) / f"seed{seed}"
 
+    def evaluated_path(self, suite: str, protocol: str, params_id: str, seed: int) -> Path:
+        """The evaluation cache of one cell (its judged rows and their key)."""
+        return self.suite_dir(suite) / "evaluated" / protocol / slug(params_id) / f"seed{seed}.json"
+
     def results_path(self, suite: str) -> Path:
         return self.root / "results" / f"{suite}.csv"
 
     @property
     def leaderboard_dir(self) -> Path:
         return self.root / "leaderboards"
+
+
+class StaleCellError(RuntimeError):
+    """A cell's result was produced by other code or inputs than the current ones."""
+
+
+class StaleArtifactError(StaleCellError):
+    """An original or gold model on disk was made from other inputs (params, data) than the current ones."""
+
+
+def check_artifact(model_path: Path, key: str, command: str) -> dict[str, Any]:
+    """The sidecar JSON of ``model_path`` if it exists and holds ``key``; otherwise a one-line
+    :class:`StaleArtifactError` naming the artifact and the command that rebuilds it."""
+    meta_path = model_path.with_suffix(".json")
+    if not model_path.exists() or not meta_path.exists():
+        raise StaleArtifactError(f"{model_path}: missing; build it with `{command}` (or `dvc repro`)")
+    meta = read_json(meta_path)
+    if meta.get("key") != key:
+        raise StaleArtifactError(
+            f"{model_path}: stale (made from other params or data than the current ones); "
+            f"rebuild it with `{command}` (or `dvc repro`)"
+        )
+    return meta

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.config import ExecutorConfig
+from benchmark.core.status import Status
 from benchmark.provenance import provenance
 from benchmark.runner.artifacts import file_hash, load_state, read_json, save_state, stable_hash, write_json
 from benchmark.runner.executor import Unit, UnitResult, run_stage
@@ -126,9 +127,9 @@ def run_cell(
         method = cls(**cell.hparams)
         reason = method.skip(run.n_params)
     except Exception as exc:  # bad hyper-parameters: the whole cell fails, the grid goes on
-        return _finish(out, base, [_row(k, "failed", f"{type(exc).__name__}: {exc}") for k in steps])
+        return _finish(out, base, [_row(k, Status.FAILED, f"{type(exc).__name__}: {exc}") for k in steps])
     if reason:
-        return _finish(out, base, [_row(k, "skipped", reason) for k in steps])
+        return _finish(out, base, [_row(k, Status.SKIPPED, reason) for k in steps])
 
     torch.manual_seed(cell.seed)
     ctx = Context(
@@ -143,7 +144,7 @@ def run_cell(
     load_state(run.original_path(cell.seed, cell.protocol), model)
     rows: list[dict[str, Any]] = []
     for step in steps:
-        if rows and rows[-1]["status"] != "ok":
+        if rows and rows[-1]["status"] != Status.OK:
             rows.append(_not_run(step, rows[-1]))
             continue
         request = run.request(cell.protocol, cell.seed, step)
@@ -156,11 +157,12 @@ def run_cell(
         try:
             model = method.unlearn(model, request, ctx)
             ctx.check_budget()
-            status, error = ("ok", "") if _finite(model) else ("nan", "non-finite weights after the update")
+            ok = _finite(model)
+            status, error = (Status.OK, "") if ok else (Status.NAN, "non-finite weights after the update")
         except BudgetExceeded as exc:
-            status, error = "timeout", str(exc)
+            status, error = Status.TIMEOUT, str(exc)
         except Exception as exc:
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            status, error = Status.FAILED, f"{type(exc).__name__}: {exc}"
             error += " | " + traceback.format_exc(limit=-1).strip().splitlines()[-3].strip()
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         row = _row(step, status, error)
@@ -173,7 +175,7 @@ def run_cell(
             **ctx.counters.as_dict(),
             info={k: v for k, v in ctx.info.items() if not (isinstance(v, float) and math.isnan(v))},
         )
-        if status == "ok":
+        if status == Status.OK:
             row["update_norm"] = _distance(model, before)
             path = out / f"step{step}.pt"
             try:
@@ -213,7 +215,7 @@ def _distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
     )
 
 
-def _row(step: int, status: str, error: str) -> dict[str, Any]:
+def _row(step: int, status: Status, error: str) -> dict[str, Any]:
     return {"step": step, "status": status, "error": error}
 
 
@@ -294,7 +296,7 @@ def run_unlearning(
         if not res.ok:
             tqdm.write(f"[{run.suite.name}] {cell.params_id} {cell.protocol} seed {cell.seed}: {res.error}")
             return
-        bad = [r for r in res.value["requests"] if r["status"] not in ("ok", "skipped")]
+        bad = [r for r in res.value["requests"] if r["status"] not in (Status.OK, Status.SKIPPED)]
         if bad:
             tqdm.write(
                 f"[{run.suite.name}] {cell.params_id} {cell.protocol} seed {cell.seed}: "

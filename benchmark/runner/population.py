@@ -15,28 +15,24 @@ those distributions, so ``suites.<name>.population`` asks for ``models`` = M mem
   (``original`` is the originals themselves).
 
 Everything is cached per member with its key (as originals and gold models are), so an interrupted stage
-resumes and adding a method trains only its members. Scoring (:func:`score_population`) runs in the
-``evaluate`` stage and writes ``results/<suite>_population.csv`` (one row per protocol × method) and
+resumes and adding a method trains only its members. Scoring
+(:func:`benchmark.runner.population_scores.score_population`) runs in the ``evaluate`` stage and writes
+``results/<suite>_population.csv`` (one row per protocol × method) and
 ``results/<suite>_population_examples.csv`` (per-example KLoM).
 """
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 
 from benchmark.config import ConfigError, ExecutorConfig
-from benchmark.metrics import accuracy_from_probs, predict_proba
-from benchmark.metrics.klom import klom, klom_summary, margins
-from benchmark.metrics.neurips import forgetting_quality, logit_scaled_confidence_from_probs, neurips_score
+from benchmark.core.status import Status
 from benchmark.models.training import train_model
 from benchmark.runner.artifacts import load_state, read_json, save_state, slug, stable_hash, write_json
 from benchmark.runner.executor import Unit, UnitResult, run_stage
@@ -125,14 +121,14 @@ def _done(run: SuiteRun, m: Member) -> bool:
     meta = path.with_suffix(".json")
     if not meta.exists() or read_json(meta).get("key") != member_key(run, m):
         return False
-    return path.exists() or read_json(meta).get("status") != "ok"
+    return path.exists() or read_json(meta).get("status") != Status.OK
 
 
 def _train_member(run: SuiteRun, m: Member) -> dict[str, Any]:
     """Train or unlearn one member; write its model and sidecar JSON (status, error, seconds)."""
     path, key = member_path(run, m), member_key(run, m)
     t0 = time.perf_counter()
-    status, error = "ok", ""
+    status, error = Status.OK, ""
     seed = _pop_seed(run, m.index)
     if m.kind == "original":
         y = run.train_labels(m.protocol, POP).to(run.device)
@@ -152,7 +148,7 @@ def _train_member(run: SuiteRun, m: Member) -> dict[str, Any]:
             method = get_unlearner(m.method)(**dict(m.hparams))
             reason = method.skip(run.n_params)
             if reason:
-                status, error = "skipped", reason
+                status, error = Status.SKIPPED, reason
             else:
                 for step in run.steps(m.protocol):
                     ctx.counters.reset()
@@ -160,15 +156,15 @@ def _train_member(run: SuiteRun, m: Member) -> dict[str, Any]:
                     model = method.unlearn(model, run.request(m.protocol, POP, step), ctx)
                     ctx.check_budget()
                 if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-                    status, error = "nan", "non-finite weights after the update"
+                    status, error = Status.NAN, "non-finite weights after the update"
         except Exception as exc:  # a failing method fails its member, not the stage
-            status = "timeout" if isinstance(exc, BudgetExceeded) else "failed"
+            status = Status.TIMEOUT if isinstance(exc, BudgetExceeded) else Status.FAILED
             where = traceback.format_exc(limit=-1).strip().splitlines()[-3].strip()  # the raising line
             error = f"{type(exc).__name__}: {exc} | {where}"
     meta = {"key": key, "kind": m.kind, "protocol": m.protocol, "index": m.index, "method": m.method,
             "params_id": m.params_id, "status": status, "error": error,
             "wall_s": time.perf_counter() - t0}  # fmt: skip
-    if status == "ok":
+    if status == Status.OK:
         save_state(path, model)
     write_json(path.with_suffix(".json"), meta)
     return meta
@@ -187,7 +183,7 @@ def train_population(run: SuiteRun, executor: ExecutorConfig | None = None) -> d
     desc = f"{run.suite.name}: population"
 
     def report(res: UnitResult) -> None:
-        if res.ok and res.value["status"] not in ("ok", "skipped"):
+        if res.ok and res.value["status"] not in (Status.OK, Status.SKIPPED):
             m = res.unit.args["member"]
             print(f"[{run.suite.name}] population {m.params_id} {m.protocol} #{m.index}: "
                   f"{res.value['status']}: {res.value['error']}", flush=True)  # fmt: skip
@@ -197,67 +193,6 @@ def train_population(run: SuiteRun, executor: ExecutorConfig | None = None) -> d
                       {"member": m}) for m in wave]  # fmt: skip
         run_stage(run, units, population_unit, desc, executor, on_result=report)
     return {"run": len(todo), "cached": len(members) - len(todo)}
-
-
-# --- scoring ----------------------------------------------------------------------------------------------
-@dataclass
-class _Outputs:
-    """Per-member predictions needed by the scores: forget-set margins and NeurIPS outputs, accuracies."""
-
-    margins: np.ndarray  # (M, n_forget)
-    outputs: np.ndarray  # (M, n_forget) the NeurIPS score's per-example outputs
-    acc_retain: np.ndarray  # (M,)
-    acc_test: np.ndarray  # (M,)
-    n_failed: int
-    error: str
-
-
-def _collect(run: SuiteRun, p: str, members: list[Member]) -> _Outputs:
-    """Predictions of ``members`` on protocol ``p``'s population forget set at request K."""
-    req = run.request(p, POP, run.protocol(p).requests)
-    forget, retain = req.forget_all, req.retain
-    snap = run.snapshot
-    rows_m, rows_o, acc_r, acc_t, errors = [], [], [], [], []
-    for m in members:
-        path = member_path(run, m)
-        meta_path = path.with_suffix(".json")
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{meta_path}: population member missing; run `unlearn-bench population`")
-        meta = read_json(meta_path)
-        if meta.get("key") != member_key(run, m):
-            raise RuntimeError(f"{meta_path}: made from other inputs or code; run `unlearn-bench population`")
-        if meta["status"] != "ok":
-            errors.append(f"{meta['status']}: {meta['error']}")
-            continue
-        model = load_state(path, run.make_model(_pop_seed(run, m.index)))
-        pf = predict_proba(model, forget.x)  # probabilities on the CPU; labels brought there too
-        rows_m.append(margins(torch.log(pf.clamp_min(1e-300)), forget.y.cpu()))
-        rows_o.append(logit_scaled_confidence_from_probs(pf, forget.y.cpu()))
-        acc_r.append(accuracy_from_probs(predict_proba(model, retain.x), retain.y))
-        acc_t.append(accuracy_from_probs(predict_proba(model, snap.x_test), snap.y_test))
-    n = len(forget)
-    return _Outputs(
-        margins=np.asarray(rows_m, dtype=float).reshape(-1, n),
-        outputs=np.asarray(rows_o, dtype=float).reshape(-1, n),
-        acc_retain=np.asarray(acc_r, dtype=float),
-        acc_test=np.asarray(acc_t, dtype=float),
-        n_failed=len(errors),
-        error=errors[0] if errors else "",
-    )
-
-
-NEURIPS_MAX_EXAMPLES = 500  # the NeurIPS score costs ~7 ms per example whatever M: a seeded subsample
-
-
-def _forgetting_quality(unlearned: np.ndarray, retrained: np.ndarray, seed: int) -> float:
-    """The competition's F on at most :data:`NEURIPS_MAX_EXAMPLES` forget examples (a seeded subsample;
-    F is a mean over examples, so this only adds sampling noise) and the same number of models per side
-    (the first M of each, M = the smaller population: the reference needs equal counts)."""
-    m = min(len(unlearned), len(retrained))
-    cols = np.arange(unlearned.shape[1])
-    if cols.size > NEURIPS_MAX_EXAMPLES:
-        cols = np.sort(np.random.default_rng(seed).choice(cols, NEURIPS_MAX_EXAMPLES, replace=False))
-    return forgetting_quality(unlearned[:m, cols], retrained[:m, cols])
 
 
 def _method_groups(run: SuiteRun, p: str) -> list[tuple[str, str, list[Member]]]:
@@ -277,85 +212,3 @@ def _method_groups(run: SuiteRun, p: str) -> list[tuple[str, str, list[Member]]]
             members = [Member("unlearned", p, i, name, params_id, hpt) for i in range(pop.models)]
             groups.append((name, params_id, members))
     return groups
-
-
-SUMMARY_COLUMNS = ("suite", "protocol", "method", "params_id", "step", "status", "error", "n_unlearned",
-                   "n_retrained", "n_failed", "klom_mean", "klom_lo", "klom_hi", "klom_p95", "klom_floor",
-                   "neurips_score", "neurips_f", "acc_retain", "acc_test", "gold_acc_retain",
-                   "gold_acc_test")  # fmt: skip
-
-
-EXAMPLE_COLUMNS = ("suite", "protocol", "params_id", "step", "index", "klom")
-
-
-def score_population(run: SuiteRun, n_boot: int = 400) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """KLoM (bootstrap 95 % CI over models) and the NeurIPS-2023 score of every population method,
-    against the reference retrains; the ``retrain`` row (another retrain) is the noise floor."""
-    pop = run.suite.population
-    summary: list[dict[str, Any]] = []
-    examples: list[pd.DataFrame] = []
-    if pop is None:
-        return pd.DataFrame(columns=list(SUMMARY_COLUMNS)), pd.DataFrame()
-    for p in pop.protocols:
-        k = run.protocol(p).requests
-        ref = _collect(run, p, [Member("gold", p, i) for i in range(pop.models)])
-        forget_idx = run.request(p, POP, k).forget_all.indices.numpy()
-        floor = math.nan
-        rows: list[dict[str, Any]] = []
-        for method, params_id, members in _method_groups(run, p):
-            out = _collect(run, p, members)
-            row: dict[str, Any] = {"suite": run.suite.name, "protocol": p, "method": method,
-                                   "params_id": params_id, "step": k, "n_unlearned": len(out.margins),
-                                   "n_retrained": len(ref.margins), "n_failed": out.n_failed,
-                                   "error": out.error, "gold_acc_retain": float(ref.acc_retain.mean()),
-                                   "gold_acc_test": float(ref.acc_test.mean())}  # fmt: skip
-            if len(out.margins) < 2:
-                row["status"] = "failed" if out.n_failed else "skipped"
-                rows.append(row)
-                continue
-            seed = int(stable_hash([run.suite.name, p, params_id]), 16) % 2**31
-            ks = klom_summary(out.margins, ref.margins, n_boot=n_boot, seed=seed)
-            f = _forgetting_quality(out.outputs, ref.outputs, seed)
-            row.update(
-                status="ok",
-                klom_mean=ks["mean"],
-                klom_lo=ks["mean_ci_low"],
-                klom_hi=ks["mean_ci_high"],
-                klom_p95=ks["q0.95"],
-                neurips_f=f,
-                neurips_score=neurips_score(
-                    f, out.acc_retain.mean(), ref.acc_retain.mean(), out.acc_test.mean(), ref.acc_test.mean()
-                ),
-                acc_retain=float(out.acc_retain.mean()),
-                acc_test=float(out.acc_test.mean()),
-            )
-            if method == RETRAIN:
-                floor = ks["mean"]
-            rows.append(row)
-            per_example = {"index": forget_idx, "klom": klom(out.margins, ref.margins)}
-            examples.append(pd.DataFrame({"suite": run.suite.name, "protocol": p, "params_id": params_id,
-                                          "step": k, **per_example}))  # fmt: skip
-        for row in rows:
-            row["klom_floor"] = floor
-        summary += rows
-    df = pd.DataFrame(summary)
-    for col in SUMMARY_COLUMNS:
-        if col not in df:
-            df[col] = math.nan
-    ex = pd.concat(examples, ignore_index=True) if examples else pd.DataFrame()
-    return df[list(SUMMARY_COLUMNS)], ex
-
-
-def write_population_results(run: SuiteRun) -> pd.DataFrame | None:
-    """Write ``results/<suite>_population.csv`` and ``_population_examples.csv`` (empty, with their header,
-    when the suite has no population)."""
-    df, ex = score_population(run)
-    if ex.empty:
-        ex = pd.DataFrame(columns=list(EXAMPLE_COLUMNS))
-    for frame, path in ((df, run.layout.population_results_path(run.suite.name)),
-                        (ex, run.layout.population_examples_path(run.suite.name))):  # fmt: skip
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-        tmp.replace(path)
-    return df if run.suite.population is not None else None

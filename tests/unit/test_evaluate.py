@@ -142,3 +142,38 @@ def test_original_row_is_judged_like_any_cell(results):
     assert (cls["mia_loss_auc"] > cls["gold_mia_loss_auc"]).all()
     assert (cls["mia_efficacy"] < cls["gold_mia_efficacy"]).all()
     assert (cls["lira_z_forget"] > 0).all()
+
+
+def _csv(df: pd.DataFrame) -> bytes:
+    return df.to_csv(index=False, float_format="%.6g").encode()
+
+
+def test_evaluation_cache_judges_only_changed_cells(built, monkeypatch):
+    """Evaluate twice: the second run judges no cell and gives the same bytes; a method whose code changed
+    has exactly its cells re-judged; a full evaluation without the cache gives the same table."""
+    from benchmark.core.results import TIMING_COLUMNS
+    from benchmark.runner.evaluate import evaluate_suite_counted
+    from benchmark.unlearners.base import get_unlearner
+
+    run, first = built
+    cfg = EvalConfig(relearn_max_steps=20)  # the fixture's config (part of the cache key)
+    n_cells = len(METHODS) * 2 * len(SEEDS)
+    # (the stale-artifact tests above evaluated some cells with another config: one entry per cell, so
+    # those are judged again here)
+    settled, _ = evaluate_suite_counted(run, cfg)
+    assert _csv(settled) == _csv(first)
+    again, counts = evaluate_suite_counted(run, cfg)
+    assert counts == {"judged": 0, "cached": n_cells}
+    assert _csv(again) == _csv(first)
+
+    finetune = get_unlearner("finetune")
+    monkeypatch.setattr(finetune, "code_hash", classmethod(lambda cls: "edited-finetune-code"))
+    assert run_unlearning(run) == {"run": 2 * len(SEEDS), "cached": n_cells - 2 * len(SEEDS)}
+    after, counts = evaluate_suite_counted(run, cfg)
+    assert counts == {"judged": 2 * len(SEEDS), "cached": n_cells - 2 * len(SEEDS)}
+    full, counts = evaluate_suite_counted(run, cfg, use_cache=False)
+    assert counts == {"judged": n_cells, "cached": 0}
+    assert _csv(full) == _csv(after)
+    stable = [c for c in COLUMNS if c not in TIMING_COLUMNS and c != "code_hash"]
+    assert _csv(after[stable]) == _csv(first[stable])  # same numbers: the method is deterministic
+    assert set(after.loc[after.method == "finetune", "code_hash"]) == {"edited-finetune-code"}

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from benchmark.core.results import SchemaError, make_row
 from benchmark.leaderboard import (
     PAIRED_COLUMNS,
     RESULT_COLUMNS,
@@ -36,9 +37,10 @@ SKIP_REASON = "needs an explicit Hessian: 1.2M parameters > 50k limit"
 
 
 def _row(**kw) -> dict:
+    """A complete result row (every ResultRow column; the unset measurements None)."""
     base = {"suite": "s", "dataset": "d", "model": "m", "protocol": "p", "method": "ft", "params_id": "ft",
-            "status": "ok", "error": None}  # fmt: skip
-    return {**base, **kw}
+            "seed": None, "step": None, "status": "ok", "error": None}  # fmt: skip
+    return make_row({**base, **kw})
 
 
 def make_results(seed: int = 0) -> pd.DataFrame:
@@ -315,11 +317,19 @@ def test_population_summary_takes_the_final_step():
     assert population_summary(None).empty
 
 
-def test_normalise_fills_missing_columns():
-    raw = pd.DataFrame({"suite": ["s"], "protocol": ["p"], "method": ["m"], "seed": [0], "step": [1]})
-    df = normalise(raw)
+def test_normalise_types_a_complete_row_and_refuses_a_missing_or_unexpected_column():
+    raw = pd.DataFrame([_row(method="m", params_id=None, status=None, seed=0, step=1)])
+    df = normalise(raw[list(reversed(raw.columns))])  # any column order in; the schema's order out
     assert list(df.columns) == list(RESULT_COLUMNS)
     assert df.loc[0, "status"] == "ok" and df.loc[0, "params_id"] == "m" and math.isnan(df.loc[0, "tow"])
+    assert df.loc[0, "selected"] is np.False_ or df.loc[0, "selected"] is False
+    for bad, name in ((raw.drop(columns="tow"), "missing column tow"),
+                      (raw.assign(extra_metric=1.0), "unexpected column extra_metric")):  # fmt: skip
+        with pytest.raises(SchemaError) as err:
+            normalise(bad)
+        assert name in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(SchemaError, match="unexpected column 'tow_typo'"):
+        _row(tow_typo=0.5)
 
 
 # ------------------------------------------------------------------------------------------------ render

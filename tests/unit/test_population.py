@@ -7,7 +7,8 @@ import pytest
 
 from benchmark.config import parse_params
 from benchmark.runner.artifacts import Layout
-from benchmark.runner.population import member_key, population_members, score_population, train_population
+from benchmark.runner.population import member_key, population_members, train_population
+from benchmark.runner.population_scores import score_population
 from benchmark.runner.prepare import fetch_dataset, write_protocols
 from benchmark.unlearners.base import _REGISTRY, Unlearner, register_unlearner
 
