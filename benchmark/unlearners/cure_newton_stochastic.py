@@ -51,6 +51,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from benchmark.core.space import Choice, Float, Int
 from benchmark.curvature import flat_params, gradient, load_flat_params_, make_hvp, make_subsampled_loss_fn
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
@@ -83,6 +84,18 @@ def cubic_gd(
 
 @register_unlearner("cure_newton_stochastic")
 class CubicNewtonStochastic(Unlearner):
+    space = {
+        "L": Float(low=0.0, doc="cubic constant of the model m"),
+        # searched: the perturbation and the step budget (rounds x inner steps, at most 2x the default's
+        # 100 GD steps); the step size, batches and L keep their configured values
+        "rounds": Int(low=0, search=(5, 20), doc="outer rounds T (one minibatch gradient each)"),
+        "inner_steps": Int(low=0, search=(5, 10), doc="GD steps J on the cubic model per round"),
+        "eta": Float(low=0.0, low_open=True, none_ok=True, doc=f"GD step size η (None: {DEFAULT_ETA})"),
+        "sigma": Float(low=0.0, search=(0.01, 1.0), log=True, doc="perturbation σ of the gradient"),
+        "sigma_scale": Choice(options=SIGMA_SCALES, doc="σ relative to ‖g‖ or absolute (the paper)"),
+        "grad_batch": Int(low=1, doc="|B₁|: samples of the minibatch gradient"),
+        "hess_batch": Int(low=1, doc="|B₂|: samples of the Hessian-vector products"),
+    }
     params = {
         "L": [1.0],
         "rounds": [10],
@@ -96,16 +109,10 @@ class CubicNewtonStochastic(Unlearner):
     test_params = {"rounds": 2, "inner_steps": 2}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
-        hp = self.hparams
-        L = float(hp["L"])
-        eta = DEFAULT_ETA if hp["eta"] is None else float(hp["eta"])
-        sigma = float(hp["sigma"])
-        if hp["sigma_scale"] not in SIGMA_SCALES:
-            raise ValueError(f"cure_newton_stochastic.sigma_scale: expected one of {SIGMA_SCALES}")
+        hp = self.hparams  # types and ranges checked at construction (``space``)
+        L, sigma, rounds, inner = hp["L"], hp["sigma"], hp["rounds"], hp["inner_steps"]
+        eta = DEFAULT_ETA if hp["eta"] is None else hp["eta"]
         relative = hp["sigma_scale"] == "relative"
-        rounds, inner = int(hp["rounds"]), int(hp["inner_steps"])
-        if L < 0 or eta <= 0 or sigma < 0 or rounds < 0 or inner < 0:
-            raise ValueError(f"cure_newton_stochastic: invalid parameters {hp}")
         wd = ctx.recipe.weight_decay
         model.eval()
         x, y = request.retain.x, request.retain.y
@@ -116,8 +123,8 @@ class CubicNewtonStochastic(Unlearner):
         for t in range(1, rounds + 1):
             ctx.check_budget()
             gen = ctx.generator(request.step * 1000 + t)
-            loss_g = make_subsampled_loss_fn(model, x, y, int(hp["grad_batch"]), gen, wd)
-            loss_h = make_subsampled_loss_fn(model, x, y, int(hp["hess_batch"]), gen, wd)
+            loss_g = make_subsampled_loss_fn(model, x, y, hp["grad_batch"], gen, wd)
+            loss_h = make_subsampled_loss_fn(model, x, y, hp["hess_batch"], gen, wd)
             g = gradient(loss_g, w, ctx.counters)
             grad_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
             if sigma > 0:
