@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchmark.core.space import Choice, Int, Param
+from benchmark.core.space import Choice, Int
 from benchmark.curvature import flat_params, gradient, hessian, make_loss_fn
 from benchmark.unlearners.base import Context, Request, Unlearner
 
@@ -27,7 +27,7 @@ class ExactCurvature:
 class ExactHessianUnlearner(Unlearner):
     """Base for methods needing the explicit Hessian: skipped (with the reason) beyond ``max_params``."""
 
-    space: dict[str, Param] = {
+    space = {
         "max_params": Int(low=1, doc="largest model (parameters) whose d x d Hessian is formed"),
         "hessian_dtype": Choice(options=tuple(DTYPES), doc="dtype the Hessian is formed in"),
     }

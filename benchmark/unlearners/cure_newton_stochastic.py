@@ -61,7 +61,7 @@ SIGMA_SCALES = ("relative", "absolute")
 
 def cubic_gd(
     g: Tensor,
-    hvp_fn: Callable[[Tensor], Tensor],
+    hvp_fn: Callable[[Tensor], Tensor] | None,
     L: float,
     eta: float,
     steps: int,
@@ -70,12 +70,17 @@ def cubic_gd(
     """``steps`` GD steps on m(Δ) = gᵀΔ + ½ΔᵀHΔ + (L/6)‖Δ‖³ from Δ₀ = 0; returns Δ (g's dtype).
 
     Δ ← Δ − η (g + HΔ + (L/2)‖Δ‖Δ), with H given by ``hvp_fn`` (v ↦ Hv). The first step skips the
-    product (Δ₀ = 0), so ``hvp_fn`` is called ``steps − 1`` times. ``cubic=False`` drops the cubic
-    gradient term (GD on the quadratic model; a reference for the tests).
+    product (Δ₀ = 0), so ``hvp_fn`` is called ``steps − 1`` times (``None`` is allowed when steps ≤ 1).
+    ``cubic=False`` drops the cubic gradient term (GD on the quadratic model; a reference for the tests).
     """
     delta = torch.zeros_like(g)
     for j in range(int(steps)):
-        grad_m = g.clone() if j == 0 else g + hvp_fn(delta).to(g.dtype)
+        if j == 0:
+            grad_m = g.clone()
+        elif hvp_fn is None:
+            raise ValueError("cubic_gd: more than one step needs hvp_fn")
+        else:
+            grad_m = g + hvp_fn(delta).to(g.dtype)
         if cubic and j > 0:
             grad_m = grad_m + (0.5 * L) * torch.linalg.vector_norm(delta) * delta
         delta = delta - eta * grad_m

@@ -13,6 +13,8 @@ its schedule is the released ``FT_l1`` one with ``no_l1_epochs = 0``. Paper defa
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,7 +30,7 @@ def l1_penalty_schedule(l1: float, epochs: int) -> list[float]:
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
-    return sum(p.abs().sum() for p in model.parameters() if p.requires_grad)
+    return cast(torch.Tensor, sum(p.abs().sum() for p in model.parameters() if p.requires_grad))
 
 
 @register_unlearner("l1_sparse")

@@ -33,6 +33,7 @@ passes (``fwd_samples``, also ``ctx.info['teacher_samples']``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -68,7 +69,10 @@ CONFIGS: dict[str, ScrubConfig] = {
     "small": ScrubConfig("adam", 5e-4, 0.1, 0.9, 2.0, 0.5, 1.0, 64, 32, 10, 3, (5, 8, 9), 0.1),
     "large": ScrubConfig("sgd", 5e-4, 5e-4, 0.9, 4.0, 0.001, 0.99, 512, 256, 3, 2, (3, 5, 9), 0.1),
 }
-_CASTS = {"optimizer": str, "lr_decay_epochs": lambda v: tuple(int(e) for e in v)}
+_CASTS: dict[str, Callable[[Any], Any]] = {
+    "optimizer": str,
+    "lr_decay_epochs": lambda v: tuple(int(e) for e in v),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
