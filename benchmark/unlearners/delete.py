@@ -59,8 +59,9 @@ def distillation_loss(student_logits: Tensor, target: Tensor, temperature: float
 
 @register_unlearner("delete")
 class Delete(Unlearner):
-    # searched: epochs and learning rate (the release's scripts set both per dataset); T and the retain
-    # weight stay at the paper's 1 and 0 unless configured
+    # searched: epochs (up to twice the default) and learning rate, whose released values do not carry
+    # over to the suites' Adam-trained models (see above); T and the retain weight stay at the paper's 1
+    # and 0 unless configured
     space = {
         "epochs": Int(low=1, search=(5, 40), doc="passes over D_e(k)"),
         "lr_scale": Float(low=0.0, low_open=True, search=(0.03, 3.0), log=True, doc="lr = recipe.lr x this"),

@@ -15,8 +15,8 @@ from benchmark.unlearners.base import Context, Request, Unlearner, register_unle
 
 @register_unlearner("finetune")
 class Finetune(Unlearner):
-    # searched: the FT baseline's epochs and learning rate (Jia et al. 2023 and Fan et al. 2024 tune both),
-    # the epochs up to twice the default
+    # searched: epochs (up to twice the default) and learning rate, the two settings the released scripts
+    # of Jia et al. 2023 / Fan et al. 2024 give the FT baseline per setting
     space = {
         "epochs": Int(low=1, search=(1, 6), doc="passes over D_r(k)"),
         "lr_scale": Float(low=0.0, low_open=True, search=(0.1, 3.0), log=True, doc="lr = recipe.lr x this"),

@@ -15,7 +15,8 @@ from benchmark.unlearners.base import Context, Request, Unlearner, register_unle
 
 @register_unlearner("gradient_ascent")
 class GradientAscent(Unlearner):
-    # searched: epochs and learning rate (the GA baseline's tuned pair in Jia et al. 2023 / Fan et al. 2024)
+    # searched: epochs and learning rate, the two settings the released scripts of Jia et al. 2023 /
+    # Fan et al. 2024 give the GA baseline
     space = {
         "epochs": Int(low=1, search=(1, 10), doc="ascent passes over D_e(k)"),
         "lr_scale": Float(low=0.0, low_open=True, search=(0.01, 1.0), log=True, doc="lr = recipe.lr x this"),

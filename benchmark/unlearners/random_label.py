@@ -30,7 +30,7 @@ __all__ = ["RandomLabel", "random_label_loss", "random_relabel"]
 
 @register_unlearner("random_label")
 class RandomLabel(Unlearner):
-    # searched: epochs and learning rate, what the RL baseline is tuned over in the SalUn release
+    # searched: epochs and learning rate, the two settings the SalUn release's scripts give the RL baseline
     space = {
         "epochs": Int(low=1, search=(1, 10), doc="forget + retain passes"),
         "lr_scale": Float(low=0.0, low_open=True, search=(0.1, 3.0), log=True, doc="lr = recipe.lr x this"),

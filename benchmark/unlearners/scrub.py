@@ -149,9 +149,9 @@ def scrub_optimizer(model: nn.Module, cfg: ScrubConfig) -> torch.optim.Optimizer
 
 @register_unlearner("scrub")
 class Scrub(Unlearner):
-    # Every override may be None (the configuration's value). Searched, as the release tunes them: the
-    # learning rate, the number of max passes (msteps) and the loss weights α and γ, on ranges that contain
-    # both released configurations' values; the other fields keep the configuration's.
+    # Every override may be None (the configuration's value). Searched: the settings that differ between
+    # the released configurations (msteps, α, γ) and the learning rate, on ranges containing both
+    # configurations' values (tests/unit/test_baselines_first_order.py); the other fields keep theirs.
     space = {
         "config": Choice(options=tuple(CONFIGS), doc="released configuration (small / large scale)"),
         "optimizer": Choice(options=("adam", "sgd"), none_ok=True, doc="student optimiser"),
