@@ -20,6 +20,7 @@ Layout::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, fields
@@ -404,10 +405,12 @@ def _population(d: Any, key: str, protocols: list[str], methods: list[str]) -> P
         values = d.get(k, protocols if k == "protocols" else None)
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{key}.{k}: expected a non-empty list")
-        for v in values:
+        for i, v in enumerate(values):
             # a method name, or one configuration of it by its params_id, e.g. "m[a=1]"
             if not isinstance(v, str) or v.split("[")[0] not in allowed:
                 raise ConfigError(f"{key}.{k}: {v!r} is not in the suite's {k} {allowed}")
+            if k == "methods":
+                _check_method_id(v, f"{key}.{k}[{i}]")
         chosen[k] = tuple(values)
     return PopulationConfig(
         models=models,
@@ -418,9 +421,40 @@ def _population(d: Any, key: str, protocols: list[str], methods: list[str]) -> P
     )
 
 
+def _id_value(text: str) -> Any:
+    """A value as a params_id spells it (``str(value)``): int, float, None, True/False, else the string."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return {"None": None, "True": True, "False": False}.get(text, text)
+
+
+def _check_method_id(method_id: str, key: str) -> None:
+    """Every value of a params_id ``NAME[KEY=VALUE,...]`` inside the method's declared space."""
+    from benchmark.unlearners.base import ParamError, get_unlearner
+
+    name, _, rest = method_id.partition("[")
+    if not rest:
+        return
+    if not rest.endswith("]"):
+        raise ConfigError(f"{key}: {method_id!r}: expected NAME[KEY=VALUE,...]")
+    grid: dict[str, list[Any]] = {}
+    for item in re.split(r",(?=\w+=)", rest[:-1]):
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{key}: {method_id!r}: expected NAME[KEY=VALUE,...]")
+        grid[k.strip()] = [_id_value(v.strip())]
+    try:
+        get_unlearner(name).check_grid(grid, where=key)
+    except ParamError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _method_grids(d: dict[str, Any]) -> dict[str, list[dict[str, list[Any]]]]:
     """``methods.NAME`` is one grid (a mapping PARAM -> list) or a list of grids (their union)."""
-    from benchmark.unlearners.base import UnknownMethodError, get_unlearner
+    from benchmark.unlearners.base import ParamError, UnknownMethodError, get_unlearner
 
     grids: dict[str, list[dict[str, list[Any]]]] = {}
     for name, spec in _mapping(d, "methods").items():
@@ -445,6 +479,10 @@ def _method_grids(d: dict[str, Any]) -> dict[str, list[dict[str, list[Any]]]]:
                     )
                 if not isinstance(values, list) or not values:
                     raise ConfigError(f"{gkey}.{p}: expected a non-empty list of values (a grid)")
+            try:  # every value inside the method's declared space (benchmark.core.space)
+                cls.check_grid(grid, where=gkey)
+            except ParamError as exc:
+                raise ConfigError(str(exc)) from None
             grids[name].append(grid)
     return grids
 

@@ -55,6 +55,7 @@ __all__ = [
     "StopRule",
     "SubsampledRemainder",
     "arc_step",
+    "request_diagnostics",
 ]
 
 ARC_MODES = ("fixed", "adaptive")
@@ -172,6 +173,27 @@ class StopRule:
         if not self.reason:
             self.reason = "fixed" if self.fixed else "max_iters"
         return self.reason
+
+
+def request_diagnostics(
+    last: dict[str, Any], *, L: float, rule: StopRule, tries: int, grad_norm: float, step_norm: float
+) -> dict[str, Any]:
+    """The per-request diagnostics of an ARC unlearner (``ctx.info``), shared by ``cure_newton`` and
+    ``cure_newton_krylov``: the entries ``last`` of the last iteration (its shift, ρ, spectrum estimates),
+    then the final ``L``, the iterations started (``iters``), the subproblem solves (``arc_tries``), why
+    the loop stopped (``stop``: :meth:`StopRule.finish`), ‖g₀‖ (``grad_norm0``), the norm of the last
+    gradient formed (``grad_norm``: the final point unless stopped by the cap) and ‖w − w₀‖
+    (``step_norm``)."""
+    return {
+        **last,
+        "L": L,
+        "iters": rule.iters,
+        "arc_tries": tries,
+        "stop": rule.finish(),
+        "grad_norm0": rule.g0,
+        "grad_norm": grad_norm,
+        "step_norm": step_norm,
+    }
 
 
 class SubsampledRemainder:

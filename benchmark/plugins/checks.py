@@ -10,6 +10,13 @@ saying so. The checks, in order:
 ``params_grid``
     ``params`` maps names to non-empty lists, ``test_params`` only uses names of ``params``, and the method
     can be instantiated with ``test_params`` and with every point of its grid.
+``space_declared``
+    the declared parameter space (``space``, :mod:`benchmark.core.space`) names exactly the keys of
+    ``params``; every value of the grid and of ``test_params`` lies inside it; every ``search`` range lies
+    inside the allowed values (positive for a log scale) and contains the grid's default (a default of
+    ``None``, "the method's own value", is not compared). Built-in methods must declare a space; a plugin
+    without one passes with the note "no declared space (not tunable)": it accepts any value and the tuner
+    leaves it alone. Static: needs only the class.
 ``applies``
     ``skip(n_params)`` does not skip the tiny model (it must return ``None`` or a string).
 ``sequential_requests``
@@ -51,6 +58,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.core.space import Choice, Param, ParamError, check_params, tuned
 from benchmark.plugins.guard import TestDataGuard
 from benchmark.plugins.problem import Problem, build_problem
 from benchmark.unlearners.base import (
@@ -65,6 +73,7 @@ from benchmark.unlearners.base import (
 CHECKS = (
     "registered",
     "params_grid",
+    "space_declared",
     "applies",
     "sequential_requests",
     "same_architecture",
@@ -237,6 +246,60 @@ def _check_params(cls: type[Unlearner], hp: dict[str, Any]) -> CheckResult:
     except Exception as exc:
         return CheckResult(check, False, f"cannot instantiate with {hp}: {_short(exc)}")
     return CheckResult(check, True, f"{n} grid point(s) and test params {hp} instantiate")
+
+
+def _search_problem(key: str, p: Param, default: Any) -> str:
+    """Why the search range of ``p`` is unusable (outside the allowed values, empty, no default), or ''."""
+    search = getattr(p, "search", None)
+    if isinstance(p, Choice):
+        outside = [o for o in search or () if o not in p.options]
+        if not search or outside:
+            return f"{key}: search {search!r} is not a non-empty subset of its options {p.options!r}"
+        if default is not None and default not in search:
+            return f"{key}: default {default!r} is not among the searched {search!r}"
+        return ""
+    try:
+        lo, hi = search  # type: ignore[misc]
+        p.check(lo, key)
+        p.check(hi, key)
+    except (TypeError, ValueError) as exc:
+        return f"{key}: search {search!r} is not a range inside the allowed values ({_short(exc)})"
+    if not lo <= hi or (getattr(p, "log", False) and not lo > 0):
+        return f"{key}: search {search!r} is empty or, on a log scale, not positive"
+    if default is not None and not lo <= default <= hi:
+        return f"{key}: search {search!r} does not contain the default {default!r}"
+    return ""
+
+
+def _check_space(cls: type[Unlearner]) -> CheckResult:
+    check = "space_declared"
+    builtin = cls.__module__.startswith("benchmark.unlearners.")
+    if not cls.space:
+        if builtin and cls.params:
+            return CheckResult(check, False, f"built-in method declares no space for {sorted(cls.params)}")
+        if not cls.params:
+            return CheckResult(check, True, "no parameters")
+        return CheckResult(check, True, "no declared space (not tunable): any value of its grid is accepted")
+    space = cls.space
+    if not isinstance(space, dict) or not all(isinstance(p, Param) for p in space.values()):
+        return CheckResult(check, False, "space must map parameter names to benchmark.core.space types")
+    missing, extra = sorted(set(cls.params) - set(space)), sorted(set(space) - set(cls.params))
+    if missing or extra:
+        return CheckResult(
+            check, False, f"space and params differ: undeclared {missing}, not in params {extra}"
+        )
+    try:
+        cls.check_grid(cls.params, where=f"{cls.name}.params")
+        check_params(f"{cls.name}.test_params", space, cls.test_params)
+    except ParamError as exc:
+        return CheckResult(check, False, str(exc))
+    searched = tuned(space)
+    for key, p in searched.items():
+        problem = _search_problem(key, p, cls.params[key][0])
+        if problem:
+            return CheckResult(check, False, problem)
+    names = ", ".join(searched) or "none"
+    return CheckResult(check, True, f"{len(space)} parameter(s) declared, grid inside; tuned: {names}")
 
 
 def _check_applies(cls: type[Unlearner], hp: dict[str, Any], n_params: int) -> CheckResult:
@@ -458,6 +521,11 @@ class Evaluation:
         return _check_params(self.cls, self.hp)
 
     @functools.cached_property
+    def _space(self) -> CheckResult:
+        assert self.cls is not None
+        return _check_space(self.cls)
+
+    @functools.cached_property
     def _applies(self) -> CheckResult:
         assert self.cls is not None
         return _check_applies(self.cls, self.hp, self.problem.n_params)
@@ -467,9 +535,11 @@ class Evaluation:
         at = CHECKS.index(check)
         if at >= 1 and self.cls is None:
             return CheckResult(check, False, "not run: method not found")
-        if at >= 2 and not self._params_grid.passed:
+        if check == "space_declared":  # static: needs only the class
+            return None
+        if at > CHECKS.index("params_grid") and not self._params_grid.passed:
             return CheckResult(check, False, "not run: cannot instantiate")
-        if at >= 3 and not self._applies.passed:
+        if at > CHECKS.index("applies") and not self._applies.passed:
             return CheckResult(check, False, "not run: the method skips the model")
         return None
 
@@ -484,6 +554,8 @@ class Evaluation:
             return blocked
         if check == "params_grid":
             return self._params_grid
+        if check == "space_declared":
+            return self._space
         if check == "applies":
             return self._applies
         if check == "sequential_requests":

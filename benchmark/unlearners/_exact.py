@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from benchmark.core.space import Choice, Int
 from benchmark.curvature import flat_params, gradient, hessian, make_loss_fn
 from benchmark.unlearners.base import Context, Request, Unlearner
 
@@ -26,10 +27,14 @@ class ExactCurvature:
 class ExactHessianUnlearner(Unlearner):
     """Base for methods needing the explicit Hessian: skipped (with the reason) beyond ``max_params``."""
 
+    space = {
+        "max_params": Int(low=1, doc="largest model (parameters) whose d x d Hessian is formed"),
+        "hessian_dtype": Choice(options=tuple(DTYPES), doc="dtype the Hessian is formed in"),
+    }
     params = {"max_params": [6000], "hessian_dtype": ["float32"]}
 
     def skip(self, n_params: int) -> str | None:
-        limit = int(self.hparams["max_params"])
+        limit = self.hparams["max_params"]
         if n_params > limit:
             gb = n_params**2 * 8 / 1e9
             return (

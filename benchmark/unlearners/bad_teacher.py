@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmark.core.space import Float, Int
 from benchmark.unlearners._distill import (
     batches,
     distill_kl,
@@ -57,24 +58,32 @@ def incompetent_seed(ctx: Context, request: Request) -> int:
 
 @register_unlearner("bad_teacher")
 class BadTeacher(Unlearner):
+    # searched: the KL temperature and the epochs (up to twice the default); the retain fraction (a cost
+    # setting) and the learning rate keep their configured values
+    space = {
+        "epochs": Int(low=1, search=(1, 4), doc="passes over D_e(k) ∪ R"),
+        "retain_fraction": Float(low=0.0, high=1.0, doc="fraction of D_r(k) distilled from the good teacher"),
+        "temperature": Float(low=0.0, low_open=True, search=(0.5, 4.0), log=True, doc="KL temperature T"),
+        "lr_scale": Float(low=0.0, low_open=True, doc="lr = recipe.lr x this"),
+    }
     params = {"epochs": [2, 1], "retain_fraction": [0.3], "temperature": [1.0], "lr_scale": [1.0]}
     test_params = {"epochs": 1}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
         forget, retain = request.forget, request.retain
-        epochs, T = int(self.hparams["epochs"]), float(self.hparams["temperature"])
-        if len(forget) == 0 or epochs == 0:
+        epochs, T = self.hparams["epochs"], self.hparams["temperature"]
+        if len(forget) == 0:
             return model.eval()
         competent = frozen_copy(model)
         incompetent = frozen_copy(ctx.make_model(incompetent_seed(ctx, request)))
         gen = request_generator(ctx, "bad_teacher", request)
-        n_keep = round(float(self.hparams["retain_fraction"]) * len(retain))
+        n_keep = round(self.hparams["retain_fraction"] * len(retain))
         keep = torch.randperm(len(retain), generator=gen)[:n_keep]
         x = torch.cat([forget.x, retain.x[keep]])
         is_forget = torch.cat(
             [torch.ones(len(forget), dtype=torch.bool), torch.zeros(n_keep, dtype=torch.bool)]
         ).to(x.device)
-        opt = make_step_optimizer(model, ctx, float(self.hparams["lr_scale"]))
+        opt = make_step_optimizer(model, ctx, self.hparams["lr_scale"])
         teacher_samples = 0
         model.train()
         for _ in range(epochs):

@@ -34,6 +34,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from benchmark.core.space import Choice, Float, Int
 from benchmark.curvature import (
     flat_params,
     hessian,
@@ -42,13 +43,23 @@ from benchmark.curvature import (
     solve_cubic_eig,
     value_and_gradient,
 )
-from benchmark.curvature.arc import StopRule, arc_step, check_mode
+from benchmark.curvature.arc import ARC_MODES, StopRule, arc_step, request_diagnostics
 from benchmark.unlearners._exact import DTYPES, ExactHessianUnlearner
 from benchmark.unlearners.base import Context, Request, register_unlearner
 
 
 @register_unlearner("cure_newton")
 class CubicNewton(ExactHessianUnlearner):
+    space = {
+        **ExactHessianUnlearner.space,
+        # searched: the initial regularisation (ARC adapts it; fixed mode: the paper's per-dataset constant)
+        # and the stopping tolerance; the iteration cap and the mode are the configuration, not tuned
+        "L": Float(low=0.0, low_open=True, search=(0.01, 100.0), log=True, doc="(initial) cubic constant"),
+        "iters": Int(low=0, doc="iteration cap (fixed mode: the iteration count)"),
+        "mode": Choice(options=ARC_MODES, doc="adaptive: ARC to convergence; fixed: the paper's rule"),
+        "gtol": Float(low=0.0, search=(1e-4, 1e-2), log=True, doc="stop when ‖g‖ ≤ gtol·‖g₀‖"),
+        "gtol_abs": Float(low=0.0, doc="stop when ‖g‖ ≤ gtol_abs"),
+    }
     params = {
         **ExactHessianUnlearner.params,
         "L": [1.0],
@@ -61,11 +72,9 @@ class CubicNewton(ExactHessianUnlearner):
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
         hp = self.hparams
-        mode = check_mode(hp["mode"], "cure_newton")
-        if not float(hp["L"]) > 0:
-            raise ValueError(f"cure_newton: L must be positive, got {hp['L']}")
-        L = float(ctx.state.get("L", hp["L"])) if mode == "adaptive" else float(hp["L"])
-        rule = StopRule(int(hp["iters"]), float(hp["gtol"]), float(hp["gtol_abs"]), fixed=mode == "fixed")
+        mode = hp["mode"]
+        L = float(ctx.state.get("L", hp["L"])) if mode == "adaptive" else hp["L"]
+        rule = StopRule(hp["iters"], hp["gtol"], hp["gtol_abs"], fixed=mode == "fixed")
         hdtype = DTYPES[hp["hessian_dtype"]]
         model.eval()
         x, y = request.retain.x, request.retain.y
@@ -94,14 +103,8 @@ class CubicNewton(ExactHessianUnlearner):
                 break
         if mode == "adaptive":
             ctx.state["L"] = L
-        ctx.info.update(info)
+        step_norm = float((w - w0).norm())
         ctx.info.update(
-            L=L,
-            iters=rule.iters,
-            arc_tries=tries,
-            stop=rule.finish(),
-            grad_norm0=rule.g0,
-            grad_norm=gnorm,  # at the last gradient formed (the final point unless stopped by the cap)
-            step_norm=float((w - w0).norm()),
+            request_diagnostics(info, L=L, rule=rule, tries=tries, grad_norm=gnorm, step_norm=step_norm)
         )
         return load_flat_params_(model, w.to(next(model.parameters()).dtype))

@@ -68,6 +68,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.core.space import Choice, Float, Int
 from benchmark.curvature import (
     FlatLoss,
     flat_params,
@@ -77,7 +78,7 @@ from benchmark.curvature import (
     make_subsampled_loss_fn,
     value_and_gradient,
 )
-from benchmark.curvature.arc import StopRule, SubsampledRemainder, arc_step, check_mode
+from benchmark.curvature.arc import ARC_MODES, StopRule, SubsampledRemainder, arc_step, request_diagnostics
 from benchmark.curvature.lanczos import krylov_subproblem
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
@@ -86,6 +87,22 @@ PRECISIONS = ("float64", "model")
 
 @register_unlearner("cure_newton_krylov")
 class CubicNewtonKrylov(Unlearner):
+    space = {
+        # searched as cure_newton's: the initial L and the stopping tolerance; the rest are the solver's
+        # accuracy and cost settings (Krylov cap and tolerance, subsample sizes, chunks, precision)
+        "L": Float(low=0.0, low_open=True, search=(0.01, 100.0), log=True, doc="(initial) cubic constant"),
+        "iters": Int(low=0, doc="iteration cap (fixed mode: the iteration count)"),
+        "k": Int(low=1, doc="Krylov dimension cap"),
+        "krylov_tol": Float(low=0.0, doc="subproblem residual test θ (0: exactly k Lanczos vectors)"),
+        "mode": Choice(options=ARC_MODES, doc="adaptive: ARC to convergence; fixed: the paper's rule"),
+        "gtol": Float(low=0.0, search=(1e-4, 1e-2), log=True, doc="stop when ‖g‖ ≤ gtol·‖g₀‖"),
+        "gtol_abs": Float(low=0.0, doc="stop when ‖g‖ ≤ gtol_abs"),
+        "perturb": Float(low=0.0, doc="relative random component of the Lanczos start (hard case)"),
+        "hvp_batch": Int(low=0, doc="retain samples of the HVPs (0: all of D_r)"),
+        "check_batch": Int(low=0, doc="retain samples of the ARC ratio's remainder (0: all of D_r)"),
+        "chunk_size": Int(low=0, doc="samples per chunk of a pass (0: one chunk)"),
+        "precision": Choice(options=PRECISIONS, doc="gradient and loss evaluations: float64 or the model's"),
+    }
     params = {
         "L": [1.0],
         "iters": [10],
@@ -103,24 +120,12 @@ class CubicNewtonKrylov(Unlearner):
     test_params = {"iters": 1, "k": 5}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
-        hp = self.hparams
-        mode = check_mode(hp["mode"], "cure_newton_krylov")
-        k, iters, perturb, ktol = (
-            int(hp["k"]),
-            int(hp["iters"]),
-            float(hp["perturb"]),
-            float(hp["krylov_tol"]),
-        )
-        hvp_batch, check_batch, chunk = int(hp["hvp_batch"]), int(hp["check_batch"]), int(hp["chunk_size"])
-        sizes_ok = min(hvp_batch, check_batch, chunk) >= 0
-        if k < 1 or iters < 0 or perturb < 0 or ktol < 0 or not float(hp["L"]) > 0 or not sizes_ok:
-            raise ValueError(f"cure_newton_krylov: invalid parameters {hp}")
-        precision = hp["precision"]
-        if precision not in PRECISIONS:
-            raise ValueError(f"cure_newton_krylov.precision: expected one of {PRECISIONS}, got {precision!r}")
-        L = float(ctx.state.get("L", hp["L"])) if mode == "adaptive" else float(hp["L"])
+        hp = self.hparams  # types and ranges checked at construction (``space``)
+        mode, k, perturb, ktol = hp["mode"], hp["k"], hp["perturb"], hp["krylov_tol"]
+        hvp_batch, check_batch, chunk = hp["hvp_batch"], hp["check_batch"], hp["chunk_size"]
+        L = float(ctx.state.get("L", hp["L"])) if mode == "adaptive" else hp["L"]
         pdtype = next(model.parameters()).dtype
-        cdtype = torch.float64 if precision == "float64" else pdtype  # gradient and loss evaluations
+        cdtype = torch.float64 if hp["precision"] == "float64" else pdtype  # gradient and loss evaluations
         model.eval()
         retain, wd = request.retain, ctx.recipe.weight_decay
         loss_fn = make_loss_fn(model, retain.x, retain.y, wd, chunk_size=chunk or None)
@@ -133,7 +138,7 @@ class CubicNewtonKrylov(Unlearner):
             gen = ctx.generator(request.step * 1000 + stream)
             return make_subsampled_loss_fn(model, retain.x, retain.y, size, gen, wd, chunk or None)
 
-        rule = StopRule(iters, float(hp["gtol"]), float(hp["gtol_abs"]), fixed=mode == "fixed")
+        rule = StopRule(hp["iters"], hp["gtol"], hp["gtol_abs"], fixed=mode == "fixed")
         w0 = flat_params(model).to(torch.float64)
         w = w0.clone()
         info: dict[str, float | int | bool] = {}
@@ -174,14 +179,8 @@ class CubicNewtonKrylov(Unlearner):
                 break
         if mode == "adaptive":
             ctx.state["L"] = L
-        ctx.info.update(info)
+        step_norm = float((w - w0).norm())
         ctx.info.update(
-            L=L,
-            iters=rule.iters,
-            arc_tries=tries,
-            stop=rule.finish(),
-            grad_norm0=rule.g0,
-            grad_norm=gnorm,  # at the last gradient formed (the final point unless stopped by the cap)
-            step_norm=float((w - w0).norm()),
+            request_diagnostics(info, L=L, rule=rule, tries=tries, grad_norm=gnorm, step_norm=step_norm)
         )
         return load_flat_params_(model, w.to(pdtype))

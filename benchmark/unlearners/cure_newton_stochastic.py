@@ -51,6 +51,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from benchmark.core.space import Choice, Float, Int
 from benchmark.curvature import flat_params, gradient, load_flat_params_, make_hvp, make_subsampled_loss_fn
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
@@ -60,7 +61,7 @@ SIGMA_SCALES = ("relative", "absolute")
 
 def cubic_gd(
     g: Tensor,
-    hvp_fn: Callable[[Tensor], Tensor],
+    hvp_fn: Callable[[Tensor], Tensor] | None,
     L: float,
     eta: float,
     steps: int,
@@ -69,12 +70,17 @@ def cubic_gd(
     """``steps`` GD steps on m(Δ) = gᵀΔ + ½ΔᵀHΔ + (L/6)‖Δ‖³ from Δ₀ = 0; returns Δ (g's dtype).
 
     Δ ← Δ − η (g + HΔ + (L/2)‖Δ‖Δ), with H given by ``hvp_fn`` (v ↦ Hv). The first step skips the
-    product (Δ₀ = 0), so ``hvp_fn`` is called ``steps − 1`` times. ``cubic=False`` drops the cubic
-    gradient term (GD on the quadratic model; a reference for the tests).
+    product (Δ₀ = 0), so ``hvp_fn`` is called ``steps − 1`` times (``None`` is allowed when steps ≤ 1).
+    ``cubic=False`` drops the cubic gradient term (GD on the quadratic model; a reference for the tests).
     """
     delta = torch.zeros_like(g)
     for j in range(int(steps)):
-        grad_m = g.clone() if j == 0 else g + hvp_fn(delta).to(g.dtype)
+        if j == 0:
+            grad_m = g.clone()
+        elif hvp_fn is None:
+            raise ValueError("cubic_gd: more than one step needs hvp_fn")
+        else:
+            grad_m = g + hvp_fn(delta).to(g.dtype)
         if cubic and j > 0:
             grad_m = grad_m + (0.5 * L) * torch.linalg.vector_norm(delta) * delta
         delta = delta - eta * grad_m
@@ -83,6 +89,18 @@ def cubic_gd(
 
 @register_unlearner("cure_newton_stochastic")
 class CubicNewtonStochastic(Unlearner):
+    space = {
+        "L": Float(low=0.0, doc="cubic constant of the model m"),
+        # searched: the perturbation and the step budget (rounds x inner steps, at most 2x the default's
+        # 100 GD steps); the step size, batches and L keep their configured values
+        "rounds": Int(low=0, search=(5, 20), doc="outer rounds T (one minibatch gradient each)"),
+        "inner_steps": Int(low=0, search=(5, 10), doc="GD steps J on the cubic model per round"),
+        "eta": Float(low=0.0, low_open=True, none_ok=True, doc=f"GD step size η (None: {DEFAULT_ETA})"),
+        "sigma": Float(low=0.0, search=(0.01, 1.0), log=True, doc="perturbation σ of the gradient"),
+        "sigma_scale": Choice(options=SIGMA_SCALES, doc="σ relative to ‖g‖ or absolute (the paper)"),
+        "grad_batch": Int(low=1, doc="|B₁|: samples of the minibatch gradient"),
+        "hess_batch": Int(low=1, doc="|B₂|: samples of the Hessian-vector products"),
+    }
     params = {
         "L": [1.0],
         "rounds": [10],
@@ -96,16 +114,10 @@ class CubicNewtonStochastic(Unlearner):
     test_params = {"rounds": 2, "inner_steps": 2}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
-        hp = self.hparams
-        L = float(hp["L"])
-        eta = DEFAULT_ETA if hp["eta"] is None else float(hp["eta"])
-        sigma = float(hp["sigma"])
-        if hp["sigma_scale"] not in SIGMA_SCALES:
-            raise ValueError(f"cure_newton_stochastic.sigma_scale: expected one of {SIGMA_SCALES}")
+        hp = self.hparams  # types and ranges checked at construction (``space``)
+        L, sigma, rounds, inner = hp["L"], hp["sigma"], hp["rounds"], hp["inner_steps"]
+        eta = DEFAULT_ETA if hp["eta"] is None else hp["eta"]
         relative = hp["sigma_scale"] == "relative"
-        rounds, inner = int(hp["rounds"]), int(hp["inner_steps"])
-        if L < 0 or eta <= 0 or sigma < 0 or rounds < 0 or inner < 0:
-            raise ValueError(f"cure_newton_stochastic: invalid parameters {hp}")
         wd = ctx.recipe.weight_decay
         model.eval()
         x, y = request.retain.x, request.retain.y
@@ -116,8 +128,8 @@ class CubicNewtonStochastic(Unlearner):
         for t in range(1, rounds + 1):
             ctx.check_budget()
             gen = ctx.generator(request.step * 1000 + t)
-            loss_g = make_subsampled_loss_fn(model, x, y, int(hp["grad_batch"]), gen, wd)
-            loss_h = make_subsampled_loss_fn(model, x, y, int(hp["hess_batch"]), gen, wd)
+            loss_g = make_subsampled_loss_fn(model, x, y, hp["grad_batch"], gen, wd)
+            loss_h = make_subsampled_loss_fn(model, x, y, hp["hess_batch"], gen, wd)
             g = gradient(loss_g, w, ctx.counters)
             grad_norm = float(torch.linalg.vector_norm(g, dtype=torch.float64))
             if sigma > 0:

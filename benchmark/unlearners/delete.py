@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmark.core.space import Float, Int
 from benchmark.models.training import make_optimizer
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
@@ -58,21 +59,29 @@ def distillation_loss(student_logits: Tensor, target: Tensor, temperature: float
 
 @register_unlearner("delete")
 class Delete(Unlearner):
+    # searched: epochs (up to twice the default) and learning rate, whose released values do not carry
+    # over to the suites' Adam-trained models (see above); T and the retain weight stay at the paper's 1
+    # and 0 unless configured
+    space = {
+        "epochs": Int(low=1, search=(5, 40), doc="passes over D_e(k)"),
+        "lr_scale": Float(low=0.0, low_open=True, search=(0.03, 3.0), log=True, doc="lr = recipe.lr x this"),
+        "temperature": Float(low=0.0, low_open=True, doc="distillation temperature T (paper: 1)"),
+        "retain_weight": Float(low=0.0, doc="weight of a plain distillation term on D_r (paper: 0)"),
+    }
     params = {"epochs": [20], "lr_scale": [0.3, 0.1, 1.0], "temperature": [1.0], "retain_weight": [0.0]}
     test_params = {"epochs": 1}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
         n = len(request.forget)
-        epochs = int(self.hparams["epochs"])
-        if n == 0 or epochs == 0:
+        epochs = self.hparams["epochs"]
+        if n == 0:
             model.eval()
             return model
-        T = float(self.hparams["temperature"])
-        retain_weight = float(self.hparams["retain_weight"])
+        T, retain_weight = self.hparams["temperature"], self.hparams["retain_weight"]
         teacher = copy.deepcopy(model).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-        opt = make_optimizer(model, ctx.recipe, lr=ctx.recipe.lr * float(self.hparams["lr_scale"]))
+        opt = make_optimizer(model, ctx.recipe, lr=ctx.recipe.lr * self.hparams["lr_scale"])
         gen = ctx.generator(request.step)
         x, y = request.forget.x, request.forget.y
         bs = ctx.recipe.batch_size

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from torch import nn
 
+from benchmark.core.space import Float, Int
 from benchmark.models.training import train_model
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
 
 @register_unlearner("finetune")
 class Finetune(Unlearner):
+    # searched: epochs (up to twice the default) and learning rate, the two settings the released scripts
+    # of Jia et al. 2023 / Fan et al. 2024 give the FT baseline per setting
+    space = {
+        "epochs": Int(low=1, search=(1, 6), doc="passes over D_r(k)"),
+        "lr_scale": Float(low=0.0, low_open=True, search=(0.1, 3.0), log=True, doc="lr = recipe.lr x this"),
+    }
     params = {"epochs": [3], "lr_scale": [1.0]}
     test_params = {"epochs": 1}
 
@@ -24,7 +31,7 @@ class Finetune(Unlearner):
             request.retain.y,
             ctx.recipe,
             ctx.seed * 131 + request.step,
-            epochs=int(self.hparams["epochs"]),
-            lr=ctx.recipe.lr * float(self.hparams["lr_scale"]),
+            epochs=self.hparams["epochs"],
+            lr=ctx.recipe.lr * self.hparams["lr_scale"],
             counters=ctx.counters,
         )

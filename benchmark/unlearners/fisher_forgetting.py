@@ -43,6 +43,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from benchmark.core.space import Bool, Choice, Float
 from benchmark.curvature import fisher_diag, flat_params, load_flat_params_
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
@@ -102,6 +103,14 @@ def deleted_classes(request: Request) -> list[int]:
 
 @register_unlearner("fisher_forgetting")
 class FisherForgetting(Unlearner):
+    # searched: α on a log scale over the released values (1e-8 to 1e-6) and a decade either side; the
+    # Fisher kind, exponent and head reset are the method's variant, not tuned
+    space = {
+        "alpha": Float(low=0.0, search=(1e-9, 1e-5), log=True, doc="noise variance scale α"),
+        "fisher": Choice(options=("true", "empirical"), doc="true Fisher (C backward passes) or empirical"),
+        "power": Float(low=0.0, doc="variance ∝ F^-power (1: the released code, 0.5: the paper)"),
+        "head_reset": Bool(doc="reset the head rows of fully deleted classes"),
+    }
     params = {"alpha": [1e-6, 1e-7, 1e-8], "fisher": ["true"], "power": [1.0], "head_reset": [True]}
     test_params = {"alpha": 1e-8, "fisher": "empirical"}
 
@@ -109,17 +118,17 @@ class FisherForgetting(Unlearner):
         model.eval()
         w = flat_params(model)
         F_flat = fisher_diag(
-            model, request.retain.x, request.retain.y, kind=str(self.hparams["fisher"]), counter=ctx.counters
+            model, request.retain.x, request.retain.y, kind=self.hparams["fisher"], counter=ctx.counters
         )
         tensors = [p for p in model.parameters() if p.requires_grad]
         chunks = torch.split(F_flat, [p.numel() for p in tensors])
         fisher = [t.view_as(p) for t, p in zip(chunks, tensors, strict=True)]
-        reset = deleted_classes(request) if bool(self.hparams["head_reset"]) else []
+        reset = deleted_classes(request) if self.hparams["head_reset"] else []
         var, keep = scrub_variance(
             fisher,
             head_mask(model, request.num_classes),
-            alpha=float(self.hparams["alpha"]),
-            power=float(self.hparams["power"]),
+            alpha=self.hparams["alpha"],
+            power=self.hparams["power"],
             reset_classes=reset,
         )
         var_flat = torch.cat([v.reshape(-1) for v in var])

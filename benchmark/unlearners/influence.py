@@ -49,6 +49,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmark.core.space import Choice, Float, Int
 from benchmark.curvature import (
     flat_params,
     gradient,
@@ -65,6 +66,16 @@ MODES = ("cg", "woodfisher")
 
 @register_unlearner("influence")
 class Influence(Unlearner):
+    # searched: the damping λ on a log scale (the papers leave it to the user); the inverse's mode, CG
+    # budget and tolerance and the WoodFisher sample count are accuracy / cost settings
+    space = {
+        "mode": Choice(options=MODES, doc="inverse: conjugate gradients or WoodFisher"),
+        "damping": Float(low=0.0, search=(1e-4, 1e-1), log=True, doc="damping λ of (H_r + λI)⁻¹"),
+        "scale": Float(low=0.0, doc="step scale s (1: the Newton step)"),
+        "cg_iters": Int(low=1, doc="CG iteration cap (HVPs)"),
+        "cg_tol": Float(low=0.0, doc="CG relative residual tolerance"),
+        "fisher_samples": Int(low=1, doc="retain samples of the WoodFisher estimate"),
+    }
     params = {
         "mode": ["cg", "woodfisher"],
         "damping": [1e-3],
@@ -76,10 +87,7 @@ class Influence(Unlearner):
     test_params = {"cg_iters": 3, "fisher_samples": 16}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
-        mode = str(self.hparams["mode"])
-        if mode not in MODES:
-            raise ValueError(f"influence: unknown mode {mode!r}; expected one of {MODES}")
-        damping = float(self.hparams["damping"])
+        mode, damping = self.hparams["mode"], self.hparams["damping"]
         model.eval()
         n_e, n_r = len(request.forget), len(request.retain)
         if n_e == 0 or n_r == 0:
@@ -96,8 +104,8 @@ class Influence(Unlearner):
                 w,
                 v,
                 damping=damping,
-                max_iters=int(self.hparams["cg_iters"]),
-                rtol=float(self.hparams["cg_tol"]),
+                max_iters=self.hparams["cg_iters"],
+                rtol=self.hparams["cg_tol"],
                 counter=ctx.counters,
             )
             step = res.x
@@ -107,7 +115,7 @@ class Influence(Unlearner):
                 negative_curvature=res.negative_curvature,
             )
         else:
-            m = min(int(self.hparams["fisher_samples"]), n_r)
+            m = min(self.hparams["fisher_samples"], n_r)
             idx = torch.randperm(n_r, generator=ctx.generator(request.step))[:m]
             G = torch.cat(
                 list(
@@ -119,7 +127,7 @@ class Influence(Unlearner):
             step = woodbury_solve(G, v, wd + damping)
             del G
 
-        step = float(self.hparams["scale"]) * step
+        step = self.hparams["scale"] * step
         ctx.info["step_norm"] = float(step.norm())
         if not bool(torch.isfinite(step).all()):
             ctx.info["diverged"] = True

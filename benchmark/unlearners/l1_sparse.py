@@ -13,10 +13,13 @@ its schedule is the released ``FT_l1`` one with ``no_l1_epochs = 0``. Paper defa
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.core.space import Float, Int
 from benchmark.unlearners._distill import batches, make_step_optimizer, optimizer_step, request_generator
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
@@ -27,23 +30,29 @@ def l1_penalty_schedule(l1: float, epochs: int) -> list[float]:
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
-    return sum(p.abs().sum() for p in model.parameters() if p.requires_grad)
+    return cast(torch.Tensor, sum(p.abs().sum() for p in model.parameters() if p.requires_grad))
 
 
 @register_unlearner("l1_sparse")
 class L1Sparse(Unlearner):
+    # searched: γ on a log scale around the paper's 5e-4 and the grid's 1e-4, epochs and learning rate
+    space = {
+        "l1": Float(low=0.0, search=(1e-5, 1e-3), log=True, doc="initial ℓ1 coefficient γ"),
+        "epochs": Int(low=1, search=(1, 10), doc="passes over D_r(k) (γ decays to 0 over them)"),
+        "lr_scale": Float(low=0.0, low_open=True, search=(0.1, 3.0), log=True, doc="lr = recipe.lr x this"),
+    }
     params = {"l1": [5e-4, 1e-4], "epochs": [5], "lr_scale": [1.0]}
     test_params = {"epochs": 1}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
         retain = request.retain
-        n_r, epochs = len(retain), int(self.hparams["epochs"])
-        if n_r == 0 or epochs == 0:
+        n_r, epochs = len(retain), self.hparams["epochs"]
+        if n_r == 0:
             return model.eval()
         gen = request_generator(ctx, "l1_sparse", request)
-        opt = make_step_optimizer(model, ctx, float(self.hparams["lr_scale"]))
+        opt = make_step_optimizer(model, ctx, self.hparams["lr_scale"])
         model.train()
-        for gamma in l1_penalty_schedule(float(self.hparams["l1"]), epochs):
+        for gamma in l1_penalty_schedule(self.hparams["l1"], epochs):
             ctx.check_budget()
             for idx in batches(n_r, ctx.recipe.batch_size, gen):
                 loss = F.cross_entropy(model(retain.x[idx]), retain.y[idx]) + gamma * l1_norm(model)

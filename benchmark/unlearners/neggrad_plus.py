@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.core.space import Float, Int
 from benchmark.unlearners._distill import (
     batches,
     cycle_batches,
@@ -42,19 +43,25 @@ def neggrad_plus_loss(
 
 @register_unlearner("neggrad_plus")
 class NegGradPlus(Unlearner):
+    # searched: α (tuned per setting in the paper), epochs and learning rate
+    space = {
+        "alpha": Float(low=0.0, high=1.0, search=(0.9, 0.9999), doc="weight α of the retain loss"),
+        "epochs": Int(low=1, search=(1, 6), doc="passes over D_r(k)"),
+        "lr_scale": Float(low=0.0, low_open=True, search=(0.1, 3.0), log=True, doc="lr = recipe.lr x this"),
+    }
     params = {"alpha": [0.999, 0.95], "epochs": [3], "lr_scale": [1.0]}
     test_params = {"epochs": 1}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
         forget, retain = request.forget, request.retain
         n_f, n_r = len(forget), len(retain)
-        epochs, alpha = int(self.hparams["epochs"]), float(self.hparams["alpha"])
-        if n_f == 0 or n_r == 0 or epochs == 0:
+        epochs, alpha = self.hparams["epochs"], self.hparams["alpha"]
+        if n_f == 0 or n_r == 0:
             return model.eval()
         bs = ctx.recipe.batch_size
         gen = request_generator(ctx, "neggrad_plus", request)
         forget_stream = cycle_batches(n_f, min(bs, n_f), gen)
-        opt = make_step_optimizer(model, ctx, float(self.hparams["lr_scale"]))
+        opt = make_step_optimizer(model, ctx, self.hparams["lr_scale"])
         model.train()
         for _ in range(epochs):
             ctx.check_budget()

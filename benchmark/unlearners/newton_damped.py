@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from benchmark.core.space import Float
 from benchmark.curvature import damped_newton_step, load_flat_params_
 from benchmark.unlearners._exact import ExactHessianUnlearner
 from benchmark.unlearners.base import Context, Request, register_unlearner
@@ -19,11 +20,16 @@ from benchmark.unlearners.base import Context, Request, register_unlearner
 
 @register_unlearner("newton_damped")
 class NewtonDamped(ExactHessianUnlearner):
+    space = {
+        **ExactHessianUnlearner.space,
+        # searched over the span of the built-in grid (the paper hand-sets γ; it has no rule for it)
+        "gamma": Float(low=0.0, search=(1e-4, 1.0), log=True, doc="damping γ of (H + γI)⁻¹"),
+    }
     params = {**ExactHessianUnlearner.params, "gamma": [1e-4, 1e-2, 1.0]}
     test_params = {"gamma": 1e-2}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
         c = self.curvature(model, request, ctx)
-        step = damped_newton_step(c.eigvals, c.eigvecs, c.g, gamma=float(self.hparams["gamma"]))
+        step = damped_newton_step(c.eigvals, c.eigvecs, c.g, gamma=self.hparams["gamma"])
         ctx.info["step_norm"] = float(step.norm())
         return load_flat_params_(model, (c.w + step).to(next(model.parameters()).dtype))

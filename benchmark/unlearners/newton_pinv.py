@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from benchmark.core.space import Float
 from benchmark.curvature import load_flat_params_, newton_pinv_step
 from benchmark.unlearners._exact import ExactHessianUnlearner
 from benchmark.unlearners.base import Context, Request, register_unlearner
@@ -20,10 +21,11 @@ from benchmark.unlearners.base import Context, Request, register_unlearner
 
 @register_unlearner("newton_pinv")
 class NewtonPinv(ExactHessianUnlearner):
+    space = {**ExactHessianUnlearner.space, "rcond": Float(low=0.0, doc="relative eigenvalue cut-off")}
     params = {**ExactHessianUnlearner.params, "rcond": [1e-6]}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
         c = self.curvature(model, request, ctx)
-        step = newton_pinv_step(c.eigvals, c.eigvecs, c.g, rcond=float(self.hparams["rcond"]))
+        step = newton_pinv_step(c.eigvals, c.eigvecs, c.g, rcond=self.hparams["rcond"])
         ctx.info["step_norm"] = float(step.norm())
         return load_flat_params_(model, (c.w + step).to(next(model.parameters()).dtype))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from benchmark.core.space import Float, Int
 from benchmark.unlearners._distill import random_label_loss, random_relabel, relabel_finetune
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
@@ -29,6 +30,11 @@ __all__ = ["RandomLabel", "random_label_loss", "random_relabel"]
 
 @register_unlearner("random_label")
 class RandomLabel(Unlearner):
+    # searched: epochs and learning rate, the two settings the SalUn release's scripts give the RL baseline
+    space = {
+        "epochs": Int(low=1, search=(1, 10), doc="forget + retain passes"),
+        "lr_scale": Float(low=0.0, low_open=True, search=(0.1, 3.0), log=True, doc="lr = recipe.lr x this"),
+    }
     params = {"epochs": [5, 10], "lr_scale": [1.0]}
     test_params = {"epochs": 1}
 
@@ -38,6 +44,6 @@ class RandomLabel(Unlearner):
             request,
             ctx,
             "random_label",
-            epochs=int(self.hparams["epochs"]),
-            lr_scale=float(self.hparams["lr_scale"]),
+            epochs=self.hparams["epochs"],
+            lr_scale=self.hparams["lr_scale"],
         )

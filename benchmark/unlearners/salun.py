@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.core.space import Float, Int
 from benchmark.unlearners._distill import relabel_finetune
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
@@ -60,13 +61,20 @@ def forget_gradient(model: nn.Module, request: Request, ctx: Context) -> list[to
 
 @register_unlearner("salun")
 class SalUn(Unlearner):
+    # searched: the saliency fraction (the release's default mask keeps 50 %, the grid also has 20 %),
+    # epochs (up to twice the default) and learning rate, which the release's scripts set per setting
+    space = {
+        "sparsity": Float(low=0.0, high=1.0, search=(0.1, 0.9), doc="fraction of weights kept trainable"),
+        "epochs": Int(low=1, search=(1, 20), doc="forget + retain passes"),
+        "lr_scale": Float(low=0.0, low_open=True, search=(0.1, 3.0), log=True, doc="lr = recipe.lr x this"),
+    }
     params = {"sparsity": [0.5, 0.2], "epochs": [10, 5], "lr_scale": [1.0]}
     test_params = {"epochs": 1}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
         if len(request.forget) == 0:
             return model.eval()
-        masks = salun_mask(forget_gradient(model, request, ctx), float(self.hparams["sparsity"]))
+        masks = salun_mask(forget_gradient(model, request, ctx), self.hparams["sparsity"])
         kept = sum(int(m.sum()) for m in masks)
         ctx.info["salun_kept_fraction"] = kept / max(1, sum(m.numel() for m in masks))
         return relabel_finetune(
@@ -74,7 +82,7 @@ class SalUn(Unlearner):
             request,
             ctx,
             "salun",
-            epochs=int(self.hparams["epochs"]),
-            lr_scale=float(self.hparams["lr_scale"]),
+            epochs=self.hparams["epochs"],
+            lr_scale=self.hparams["lr_scale"],
             masks=masks,
         )

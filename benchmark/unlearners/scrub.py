@@ -33,12 +33,15 @@ passes (``fwd_samples``, also ``ctx.info['teacher_samples']``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.core.space import Choice, Float, Int, Param
 from benchmark.unlearners._distill import batches, distill_kl, frozen_copy, request_generator, soft_targets
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
@@ -66,7 +69,25 @@ CONFIGS: dict[str, ScrubConfig] = {
     "small": ScrubConfig("adam", 5e-4, 0.1, 0.9, 2.0, 0.5, 1.0, 64, 32, 10, 3, (5, 8, 9), 0.1),
     "large": ScrubConfig("sgd", 5e-4, 5e-4, 0.9, 4.0, 0.001, 0.99, 512, 256, 3, 2, (3, 5, 9), 0.1),
 }
-_CASTS = {"optimizer": str, "lr_decay_epochs": lambda v: tuple(int(e) for e in v)}
+_CASTS: dict[str, Callable[[Any], Any]] = {
+    "optimizer": str,
+    "lr_decay_epochs": lambda v: tuple(int(e) for e in v),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochList(Param):
+    """A list (or tuple) of epoch numbers, each an integer ≥ 0 (``lr_decay_epochs``); kept as given."""
+
+    def allowed(self) -> str:
+        return "a list of integers >= 0" + (" or None" if self.none_ok else "")
+
+    def _check(self, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise TypeError
+        if any(isinstance(e, bool) or not isinstance(e, int) or e < 0 for e in value):
+            raise ValueError
+        return value
 
 
 def resolve_config(hparams: dict) -> ScrubConfig:
@@ -128,6 +149,25 @@ def scrub_optimizer(model: nn.Module, cfg: ScrubConfig) -> torch.optim.Optimizer
 
 @register_unlearner("scrub")
 class Scrub(Unlearner):
+    # Every override may be None (the configuration's value). Searched: the settings that differ between
+    # the released configurations (msteps, α, γ) and the learning rate, on ranges containing both
+    # configurations' values (tests/unit/test_baselines_first_order.py); the other fields keep theirs.
+    space = {
+        "config": Choice(options=tuple(CONFIGS), doc="released configuration (small / large scale)"),
+        "optimizer": Choice(options=("adam", "sgd"), none_ok=True, doc="student optimiser"),
+        "lr": Float(low=0.0, low_open=True, none_ok=True, search=(1e-4, 5e-3), log=True, doc="learning rate"),
+        "weight_decay": Float(low=0.0, none_ok=True, doc="the optimiser's L2"),
+        "momentum": Float(low=0.0, high=1.0, none_ok=True, doc="SGD momentum"),
+        "temperature": Float(low=0.0, low_open=True, none_ok=True, doc="distillation temperature T"),
+        "alpha": Float(low=0.0, none_ok=True, search=(1e-3, 1.0), log=True, doc="weight α of d_T on D_r"),
+        "gamma": Float(low=0.0, none_ok=True, search=(0.5, 1.0), doc="weight γ of the CE on D_r"),
+        "forget_batch": Int(low=1, none_ok=True, doc="max-step batch size"),
+        "retain_batch": Int(low=1, none_ok=True, doc="min-step batch size"),
+        "epochs": Int(low=1, none_ok=True, doc="min passes E over D_r"),
+        "msteps": Int(low=0, none_ok=True, search=(1, 6), doc="max passes over D_e (first epochs)"),
+        "lr_decay_epochs": EpochList(none_ok=True, doc="epochs after which the lr decays"),
+        "lr_decay_rate": Float(low=0.0, low_open=True, high=1.0, none_ok=True, doc="lr decay factor"),
+    }
     params = {
         "config": ["small"],
         # None: the configuration's value (CONFIGS); typed overrides otherwise

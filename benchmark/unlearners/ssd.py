@@ -48,6 +48,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from benchmark.core.space import Bool, Choice, Float, Int
 from benchmark.curvature import fisher_diag, flat_params, load_flat_params_, minibatch_importance
 from benchmark.unlearners.base import Context, Request, Unlearner, register_unlearner
 
@@ -86,6 +87,17 @@ def full_data(request: Request, which: str, order: str) -> tuple[Tensor, Tensor]
 
 @register_unlearner("ssd")
 class SelectiveSynapticDampening(Unlearner):
+    # searched: the selection weighting α and the dampening constant λ, the method's two hyperparameters,
+    # on log scales around the paper's α = 10, λ = 1; the importance estimate and its data are the variant
+    space = {
+        "alpha": Float(low=0.0, low_open=True, search=(1.0, 100.0), log=True, doc="selection weighting α"),
+        "lambda": Float(low=0.0, low_open=True, search=(0.1, 10.0), log=True, doc="dampening constant λ"),
+        "importance": Choice(options=IMPORTANCES, doc="squared minibatch gradients or per-sample Fisher"),
+        "batch_size": Int(low=1, none_ok=True, doc="importance minibatch (None: the recipe's)"),
+        "match_batch": Bool(doc="cap both importances' batches at n_e"),
+        "order": Choice(options=ORDERS, doc="order of []_D's retain part"),
+        "full_data": Choice(options=FULL_DATA, doc="[]_D on the current or the original training set"),
+    }
     params = {
         "alpha": [10.0],
         "lambda": [1.0],
@@ -98,9 +110,7 @@ class SelectiveSynapticDampening(Unlearner):
     test_params = {}
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
-        kind = str(self.hparams["importance"])
-        if kind not in IMPORTANCES:
-            raise ValueError(f"ssd: unknown importance {kind!r}; expected one of {IMPORTANCES}")
+        kind = self.hparams["importance"]
         model.eval()
         n_e, n_r = len(request.forget), len(request.retain)
         if n_e == 0:
@@ -113,16 +123,14 @@ class SelectiveSynapticDampening(Unlearner):
             imp_retain = fisher_diag(model, retain.x, retain.y, w=w, counter=ctx.counters)
             imp_full = (n_r * imp_retain + n_e * imp_forget) / (n_r + n_e)
         else:
-            bs = int(self.hparams["batch_size"] or ctx.recipe.batch_size)
+            bs = self.hparams["batch_size"] or ctx.recipe.batch_size
             if self.hparams["match_batch"]:
                 bs = min(bs, n_e)
             ctx.info["importance_batch"] = bs
             imp_forget = minibatch_importance(model, forget.x, forget.y, bs, w=w, counter=ctx.counters)
-            x_full, y_full = full_data(request, str(self.hparams["full_data"]), str(self.hparams["order"]))
+            x_full, y_full = full_data(request, self.hparams["full_data"], self.hparams["order"])
             imp_full = minibatch_importance(model, x_full, y_full, bs, w=w, counter=ctx.counters)
-        beta, selected = ssd_factors(
-            imp_full, imp_forget, float(self.hparams["alpha"]), float(self.hparams["lambda"])
-        )
+        beta, selected = ssd_factors(imp_full, imp_forget, self.hparams["alpha"], self.hparams["lambda"])
         ctx.info.update(
             n_selected=int(selected.sum()),
             mean_factor_selected=float(beta[selected].mean()) if bool(selected.any()) else 1.0,

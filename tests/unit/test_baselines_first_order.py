@@ -562,3 +562,27 @@ def test_budget_is_checked_every_epoch(blobs):
         ctx.budget_s = -1.0
         with pytest.raises(BudgetExceeded):
             run(name, copy.deepcopy(original), req, ctx)
+
+
+def test_scrub_search_ranges_contain_both_released_configurations():
+    """SCRUB's searched overrides default to None (the configuration's value): the conformance check cannot
+    compare that default, so check here that both released configurations lie inside every search range."""
+    from dataclasses import asdict
+
+    from benchmark.core.space import tuned
+    from benchmark.unlearners.scrub import CONFIGS, EpochList, Scrub
+
+    searched = tuned(Scrub.space)
+    assert set(searched) == {"lr", "msteps", "alpha", "gamma"}
+    for cfg in CONFIGS.values():
+        for key, p in searched.items():
+            lo, hi = p.search  # type: ignore[attr-defined]
+            assert lo <= asdict(cfg)[key] <= hi, (key, cfg)
+    # every released field is a valid override of itself (the space accepts the configurations' values)
+    for name, cfg in CONFIGS.items():
+        assert Scrub(config=name, **asdict(cfg)).hparams["lr_decay_epochs"] == cfg.lr_decay_epochs
+    assert EpochList().check([5, 8], "x") == [5, 8]
+    with pytest.raises(ValueError, match=r"^scrub\.lr_decay_epochs: got \[5, -1\]; allowed: a list of int"):
+        Scrub(lr_decay_epochs=[5, -1])
+    with pytest.raises(ValueError, match=r"^scrub\.optimizer: got 'rmsprop'"):
+        Scrub(optimizer="rmsprop")

@@ -95,6 +95,25 @@ def test_default_params_are_valid(raw):
         (lambda r: r.update(executor={"kind": "ray", "torch_threads": 0}), "executor.torch_threads"),
         (lambda r: r.update(executor={"kind": "ray", "workers": 3}), "executor.workers"),
         (lambda r: r.update(executor=["ray"]), "executor"),
+        # values outside a method's declared space (benchmark.core.space), in a grid or a population id
+        (lambda r: r["methods"].update(finetune={"epochs": [3, 0]}), "methods.finetune.epochs: got 0"),
+        (
+            lambda r: r["methods"].update(cure_newton_krylov=[{}, {"k": [10, 2.5]}]),
+            "methods.cure_newton_krylov[1].k: got 2.5",
+        ),
+        (lambda r: r["methods"].update(ssd={"lambda": [-1.0]}), "methods.ssd.lambda: got -1.0"),
+        (
+            lambda r: r["suites"]["digits-mlp"]["population"].update(methods=["finetune[epochs=0]"]),
+            "suites.digits-mlp.population.methods[0].epochs: got 0",
+        ),
+        (
+            lambda r: r["suites"]["digits-mlp"]["population"].update(methods=["finetune[momentum=0.9]"]),
+            "suites.digits-mlp.population.methods[0].momentum: no such parameter",
+        ),
+        (
+            lambda r: r["suites"]["digits-mlp"]["population"].update(methods=["finetune[epochs=2"]),
+            "suites.digits-mlp.population.methods[0]: 'finetune[epochs=2'",
+        ),
     ],
 )
 def test_bad_config_names_the_key(raw, mutate, key):
@@ -161,3 +180,28 @@ def test_executor_section_defaults_to_local_and_parses_ray(raw):
     )
     cfg = parse_params({**raw, "executor": {"kind": "ray", "address": "auto", "torch_threads": 2}}).executor
     assert (cfg.address, cfg.num_cpus, cfg.torch_threads) == ("auto", None, 2)
+
+
+def test_a_value_outside_the_declared_space_fails_validation_in_one_line(raw):
+    bad = copy.deepcopy(raw)
+    bad["methods"]["cure_newton_krylov"] = {"precision": ["foo"]}
+    with pytest.raises(ConfigError) as err:
+        parse_params(bad)
+    message = "methods.cure_newton_krylov.precision: got 'foo'; allowed: one of 'float64', 'model'"
+    assert str(err.value) == message
+    bad = copy.deepcopy(raw)
+    pop = bad["suites"]["mnist5k-mlp"]["population"]
+    pop["methods"] = [m.replace("precision=model", "precision=half") for m in pop["methods"]]
+    with pytest.raises(ConfigError) as err:
+        parse_params(bad)
+    assert str(err.value) == (
+        "suites.mnist5k-mlp.population.methods[4].precision: got 'half'; allowed: one of 'float64', 'model'"
+    )
+
+
+def test_population_ids_read_values_as_params_ids_spell_them():
+    from benchmark.config import _id_value
+
+    for value in (0, 256, 0.0, 1e-06, 0.999, 2.5e-4, None, True, False, "model", "class_sorted"):
+        parsed = _id_value(str(value))
+        assert parsed == value and type(parsed) is type(value)

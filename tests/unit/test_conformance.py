@@ -13,8 +13,10 @@ from torch import nn
 import benchmark.data.snapshot as snapshot_mod
 import benchmark.runner.suite as suite_mod
 from benchmark.cli import main
+from benchmark.core.space import Bool, Choice, Float, Int
 from benchmark.data.snapshot import Snapshot
 from benchmark.plugins import CHECKS, check, parametrize_with_checks, run_conformance
+from benchmark.plugins.checks import Evaluation
 from benchmark.plugins.testing import clear_cache
 from benchmark.unlearners.base import _REGISTRY, Unlearner, available_unlearners, register_unlearner
 
@@ -243,7 +245,8 @@ def test_cli_check_plugin_exit_codes_without_params_yaml(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)  # a plugin author's directory: no params.yaml
     assert main(["check-plugin", "original"]) == 0
     out = capsys.readouterr().out
-    assert out.count("PASS") == len(CHECKS) and "original: 10/10 checks passed; conforms" in out
+    n = len(CHECKS)
+    assert out.count("PASS") == n and f"original: {n}/{n} checks passed; conforms" in out
     assert main(["check-plugin", "finetune", "--params", "epochs=2,lr_scale=0.5"]) == 0
     with pytest.raises(SystemExit) as exit_:
         main(["check-plugin", "conf_nan"])
@@ -292,3 +295,61 @@ def test_the_checks_of_one_method_share_one_evaluation():
     assert CountsCalls.calls == 7
     run_conformance("conf_counts")  # the runner always evaluates afresh
     assert CountsCalls.calls == 14
+
+
+class Spaced(Unlearner):
+    space = {
+        "steps": Int(low=1, search=(1, 6)),
+        "lr": Float(low=0.0, low_open=True, search=(1e-3, 1e-1), log=True),
+        "mode": Choice(options=("a", "b")),
+        "flag": Bool(search=True),
+    }
+    params = {"steps": [3, 5], "lr": [0.01], "mode": ["a"], "flag": [True]}
+    test_params = {"steps": 1}
+
+    def unlearn(self, model, request, ctx):
+        return model
+
+
+def _space_result(**attrs):
+    """The ``space_declared`` result of a copy of :class:`Spaced` with ``attrs`` replaced."""
+    cls = type("Variant", (Spaced,), {"name": "spaced_variant", **attrs})
+    return Evaluation(cls).result("space_declared")
+
+
+def test_space_declared_passes_a_consistent_space_and_lists_the_tuned_parameters():
+    res = _space_result()
+    assert res.passed and res.reason.endswith("tuned: flag, lr, steps"), res
+
+
+@pytest.mark.parametrize(
+    ("attrs", "words"),
+    [
+        ({"params": {**Spaced.params, "extra": [1]}}, "undeclared ['extra']"),
+        ({"params": {k: v for k, v in Spaced.params.items() if k != "mode"}}, "not in params ['mode']"),
+        ({"params": {**Spaced.params, "mode": ["a", "c"]}}, "spaced_variant.params.mode: got 'c'"),
+        ({"test_params": {"steps": 0}}, "spaced_variant.test_params.steps: got 0"),
+        ({"space": {**Spaced.space, "steps": Int(low=1, search=(4, 6))}}, "does not contain the default 3"),
+        ({"space": {**Spaced.space, "steps": Int(low=1, search=(0, 6))}}, "not a range inside the allowed"),
+        (
+            {"space": {**Spaced.space, "lr": Float(low=0.0, search=(0.0, 0.1), log=True)}},
+            "on a log scale, not positive",
+        ),
+        ({"space": {**Spaced.space, "mode": Choice(options=("a", "b"), search=("a", "z"))}}, "subset"),
+        ({"space": {**Spaced.space, "mode": Choice(options=("a", "b"), search=("b",))}}, "default 'a'"),
+    ],
+)
+def test_space_declared_fails_an_inconsistent_space_in_one_line(attrs, words):
+    res = _space_result(**attrs)
+    assert not res.passed and words in res.reason and "\n" not in res.reason, res
+
+
+def test_space_declared_notes_a_plugin_without_space_and_requires_one_of_builtins():
+    res = Evaluation(Good).result("space_declared")
+    assert res.passed and res.reason.startswith("no declared space (not tunable)")
+    builtin = type("Builtin", (Good,), {"__module__": "benchmark.unlearners.fake"})
+    res = Evaluation(builtin).result("space_declared")
+    assert not res.passed and "built-in method declares no space for ['steps']" in res.reason
+    # static: reported even when the grid cannot be instantiated
+    res = Evaluation(BadGridPoint).result("space_declared")
+    assert res.passed and not Evaluation(BadGridPoint).result("params_grid").passed

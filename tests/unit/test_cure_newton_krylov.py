@@ -298,3 +298,22 @@ def test_subsampled_remainder_is_exact_on_the_full_set_and_keeps_the_first_order
     f_s_w, g_s = value_and_gradient(part, w)
     naive = f_w + float(part(w + t * step)) - f_s_w
     assert abs(naive - lin) > 10 * abs(float(est(w + t * step)) - lin)
+
+
+def test_both_arc_unlearners_report_the_same_request_diagnostics():
+    """cure_newton and cure_newton_krylov fill ctx.info through one helper: the same summary keys, after the
+    last iteration's own entries, with the stop reason and gradient norms of the StopRule."""
+    from benchmark.curvature.arc import StopRule, request_diagnostics
+
+    rule = StopRule(3, gtol=0.5)
+    assert not rule.done(2.0) and rule.done(0.5)
+    info = request_diagnostics({"shift": 0.1}, L=0.2, rule=rule, tries=4, grad_norm=0.5, step_norm=1.5)
+    assert list(info) == ["shift", "L", "iters", "arc_tries", "stop", "grad_norm0", "grad_norm", "step_norm"]
+    assert info == dict(shift=0.1, L=0.2, iters=1, arc_tries=4, stop="gtol", grad_norm0=2.0, grad_norm=0.5,
+                        step_norm=1.5)  # fmt: skip
+    model, request = _mlp_problem(seed=2)
+    summary = ["L", "iters", "arc_tries", "stop", "grad_norm0", "grad_norm", "step_norm"]
+    for name, hp in (("cure_newton_krylov", {"iters": 2, "k": 5}), ("cure_newton", {"iters": 2})):
+        ctx = _ctx(1e-3, 150)
+        get_unlearner(name)(**hp).unlearn(copy.deepcopy(model), request, ctx)
+        assert list(ctx.info)[-len(summary):] == summary and ctx.info["iters"] <= 2, (name, ctx.info)
