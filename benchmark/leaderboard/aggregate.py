@@ -152,6 +152,7 @@ def _summarise_group(g: pd.DataFrame, metrics: tuple[str, ...]) -> dict[str, Any
     ok = g[status == OK]
     n_skipped = int((status == SKIPPED).sum())
     bad = g[(status != OK) & (status != SKIPPED)]
+    summary_status: str
     if len(ok) == len(g):
         summary_status = OK
     elif n_skipped == len(g):

@@ -324,11 +324,11 @@ def _check_sequence(trace: _Trace, k: int) -> CheckResult:
 
 
 def _check_outputs(trace: _Trace, ref: dict[str, torch.Tensor]) -> list[CheckResult]:
-    done = [s for s in trace.steps if s.state is not None]
+    done = [(s.step, s.state) for s in trace.steps if s.state is not None]
     if not done:
         why = "not run: no request returned a model"
         return [CheckResult("same_architecture", False, why), CheckResult("finite_weights", False, why)]
-    arch = next(((s.step, d) for s in done if (d := _architecture_diff(ref, s.state))), None)
+    arch = next(((step, d) for step, state in done if (d := _architecture_diff(ref, state))), None)
     arch_res = (
         CheckResult("same_architecture", False, f"request {arch[0]}: {arch[1]}")
         if arch
@@ -336,9 +336,9 @@ def _check_outputs(trace: _Trace, ref: dict[str, torch.Tensor]) -> list[CheckRes
     )
     bad = next(
         (
-            (s.step, key)
-            for s in done
-            for key, v in s.state.items()
+            (step, key)
+            for step, state in done
+            for key, v in state.items()
             if v.is_floating_point() and not bool(torch.isfinite(v).all())
         ),
         None,
@@ -370,15 +370,15 @@ def _check_test_data(guard: TestDataGuard) -> CheckResult:
 
 def _check_determinism(first: _Trace, second: _Trace) -> CheckResult:
     check = "deterministic"
-    a = [s for s in first.steps if s.state is not None]
+    a = [(s.step, s.state) for s in first.steps if s.state is not None]
     if not a:
         return CheckResult(check, False, "not run: no request returned a model")
-    b = [s for s in second.steps if s.state is not None]
+    b = [(s.step, s.state) for s in second.steps if s.state is not None]
     if len(b) != len(a):
         return CheckResult(check, False, f"second run: {second.error or 'a different number of steps'}")
-    for s, t in zip(a, b, strict=True):
-        for key, v in s.state.items():
-            w = t.state.get(key)
+    for (step, state), (_, other) in zip(a, b, strict=True):
+        for key, v in state.items():
+            w = other.get(key)
             if w is None or w.shape != v.shape or not torch.equal(v, w):
                 diff = (
                     float((v.double() - w.double()).abs().max())
@@ -388,7 +388,7 @@ def _check_determinism(first: _Trace, second: _Trace) -> CheckResult:
                 return CheckResult(
                     check,
                     False,
-                    f"request {s.step}: {key} differs between two seeded runs (max |diff| {diff:.3g}); "
+                    f"request {step}: {key} differs between two seeded runs (max |diff| {diff:.3g}); "
                     "draw randomness from ctx.generator() or torch's seeded global RNG",
                 )
     return CheckResult(check, True, f"two runs identical at all {len(a)} steps")

@@ -181,7 +181,7 @@ def run_cell(
             try:
                 save_state(path, model)
             except OSError as exc:  # a full disk or a read-only folder fails this cell, not the grid
-                row.update(status="failed", error=f"could not write {path}: {type(exc).__name__}: {exc}")
+                row.update(status=Status.FAILED, error=f"could not write {path}: {type(exc).__name__}: {exc}")
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -189,13 +189,13 @@ def run_cell(
 
 
 def write_timeout(run: SuiteRun, cell: Cell, key: str, rows: list[dict[str, Any]], reason: str,
-                  status: str = "timeout") -> dict[str, Any]:  # fmt: skip
+                  status: Status = Status.TIMEOUT) -> dict[str, Any]:  # fmt: skip
     """The result of a cell stopped from outside (killed at its hard time limit, or its process died):
     the requests it finished, ``status`` with ``reason`` for the one it was running, ``not run`` after."""
     rows = list(rows)
     for step in run.steps(cell.protocol):
         if step > len(rows):
-            first = len(rows) == 0 or rows[-1]["status"] == "ok"
+            first = len(rows) == 0 or rows[-1]["status"] == Status.OK
             rows.append(_row(step, status, reason) if first else _not_run(step, rows[-1]))
     return _finish(cell_dir(run, cell), _base(run, cell, key), rows)
 
@@ -247,10 +247,10 @@ def run_cell_unit(run: SuiteRun, unit: Unit) -> dict[str, Any]:
     if outcome.result is not None:
         return outcome.result
     return write_timeout(run, cell, key, outcome.rows, outcome.reason,
-                         "timeout" if outcome.timed_out else "failed")  # fmt: skip
+                         Status.TIMEOUT if outcome.timed_out else Status.FAILED)  # fmt: skip
 
 
-RETRIED = ("failed", "nan", "timeout")  # statuses that ``retry_failed`` re-runs (not ``skipped``)
+RETRIED = (Status.FAILED, Status.NAN, Status.TIMEOUT)  # re-run by ``retry_failed`` (not skipped)
 
 
 def needs_retry(run: SuiteRun, cell: Cell) -> bool:
