@@ -167,6 +167,7 @@ def test_evaluation_cache_judges_only_changed_cells(built, monkeypatch):
     assert _csv(again) == _csv(first)
 
     finetune = get_unlearner("finetune")
+    monkeypatch.setenv("UNLEARN_BENCH_ISOLATE", "0")  # the patched hash below lives in this process only
     monkeypatch.setattr(finetune, "code_hash", classmethod(lambda cls: "edited-finetune-code"))
     assert run_unlearning(run) == {"run": 2 * len(SEEDS), "cached": n_cells - 2 * len(SEEDS)}
     after, counts = evaluate_suite_counted(run, cfg)
