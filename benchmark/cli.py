@@ -27,13 +27,19 @@ def _suites(params: Params, name: str | None) -> list[str]:
 
 
 def cmd_fetch(args: argparse.Namespace, params: Params) -> None:
+    from benchmark.data import dvcfile
     from benchmark.runner.artifacts import Layout
     from benchmark.runner.prepare import fetch_dataset
 
+    if args.check:
+        print(dvcfile.check(args.root))
+        return
     names = [args.dataset] if args.dataset else list(params.datasets)
     for name in names:
         manifest = fetch_dataset(params, name, Layout(args.root))
         print(f"{name}: {manifest['n_train']} train / {manifest['n_test']} test from {manifest['source']}")
+    if not args.dataset:  # every snapshot rebuilt: verify against datasets.dvc (or record it)
+        print(dvcfile.sync(params, args.root))
 
 
 def _with_executor(args: argparse.Namespace, params: Params) -> Params:
@@ -238,8 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    p = add("fetch", "Snapshot datasets into datasets/<name>/ (parquet + manifest with sha256).", cmd_fetch)
-    p.add_argument("--dataset", help="one dataset from params.yaml (default: all)")
+    p = add(
+        "fetch",
+        "Snapshot datasets into datasets/<name>/ (parquet + manifest with sha256); verify them against "
+        "datasets.dvc.",
+        cmd_fetch,
+    )
+    p.add_argument(
+        "--dataset", help="one dataset from params.yaml (default: all, then verified against datasets.dvc)"
+    )
+    p.add_argument(
+        "--check", action="store_true", help="only verify datasets/ against the hash in datasets.dvc"
+    )
     add(
         "memorize",
         "Estimate per-example memorisation (models on random halves) for the memorized protocol.",

@@ -20,6 +20,9 @@ if [ "${1:-}" = "--preset" ]; then
   shift 2
 fi
 [ -d .dvc ] || dvc init -q
+# the dataset snapshots (datasets.dvc): rebuilt offline from their sources and verified against the recorded
+# content hash (with a DVC remote, `dvc pull datasets.dvc` restores them instead)
+unlearn-bench fetch
 dvc repro "$@" 2>&1 | python scripts/stage_times.py
 # the headline numbers: leaderboards/README.md, leaderboards/headline.csv (dvc metrics show lists them all)
 echo "leaderboard: leaderboards/README.md (open leaderboards/index.html in a browser)"

@@ -72,6 +72,7 @@ def repo(tmp_path_factory) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
     sh("git", "init", "-q", cwd=repo)
     sh("dvc", "init", "-q", cwd=repo)
+    sh("unlearn-bench", "fetch", cwd=repo)  # datasets.dvc, as scripts/bench.sh does
     sh("dvc", "repro", cwd=repo)
     return repo
 
