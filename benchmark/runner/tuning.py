@@ -134,8 +134,11 @@ def _rebuilt_study(
 
 
 # --- one trial ---------------------------------------------------------------------------------------------
-def trial_key(run: SuiteRun, td: TuningData, protocol: str, method: str, hparams: dict[str, Any]) -> str:
-    cls = get_unlearner(method)
+def trial_key(
+    run: SuiteRun, td: TuningData, protocol: str, method: str, hparams: dict[str, Any],
+    code: str | None = None,
+) -> str:
+    """The cache key of one trial (``code``: the method's ``code_hash()``, computed here if not given)."""
     variant = run.variant(protocol)
     return stable_hash(
         {
@@ -147,7 +150,7 @@ def trial_key(run: SuiteRun, td: TuningData, protocol: str, method: str, hparams
             "forget": td.forget_key(protocol),
             "originals": [file_hash(td.original_path(s, variant)) for s in td.cfg.seeds],
             "method": method,
-            "code": cls.code_hash(),
+            "code": code or get_unlearner(method).code_hash(),
             "hparams": hparams,
         }
     )
@@ -219,6 +222,7 @@ def tune_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any]:
     td = tuning_data(run)
     cfg = td.cfg
     cls = get_unlearner(method)
+    code = cls.code_hash()
     space = tuned(cls.declared_space())
     dists = distributions(space)
     default = next(cls.grid(full=False))
@@ -232,7 +236,7 @@ def tune_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any]:
             study = _rebuilt_study(records, dists, _sampler(cfg.sampler, seed, cfg.trials))
             trial = study.ask()
             hp.update({k: _round(p.suggest(trial, k), dists[k]) for k, p in space.items()})
-        key = trial_key(run, td, protocol, method, hp)
+        key = trial_key(run, td, protocol, method, hp, code)
         path = _trial_path(td, protocol, method, key)
         if path.exists() and read_json(path).get("key") == key:
             result = read_json(path)
@@ -252,7 +256,7 @@ def tune_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any]:
     return {
         "protocol": protocol,
         "method": method,
-        "code_hash": cls.code_hash(),
+        "code_hash": code,
         "tuned": sorted(space),
         "selected": best["hparams"],
         "best_trial": best["number"],
