@@ -51,8 +51,9 @@ def expand_cells(run: SuiteRun, tuned: bool = True) -> list[Cell]:
     from benchmark.runner.selection import load_selection, selected_label
 
     picks = {}
-    if tuned and run.params.tuning is not None:
-        picks = load_selection(run.layout.tuning_path(run.suite.name))
+    layout = getattr(run, "layout", None)  # a bare run (params and suite only) has no files: no selection
+    if tuned and run.params.tuning is not None and layout is not None:
+        picks = load_selection(layout.tuning_path(run.suite.name))
     cells = []
     for method in run.suite.methods:
         cls = get_unlearner(method)
