@@ -520,8 +520,9 @@ def _tuning(
             where = f"suites.{name}.population (seeds {pop.seed}..{pop.seed + pop.models - 1})"
             taken.update({pop.seed + i: where for i in range(pop.models)})
         for p in s.protocols:
-            if protocols[p].seed is not None:
-                taken[protocols[p].seed] = f"protocols.{p}.seed"
+            fixed = protocols[p].seed
+            if fixed is not None:
+                taken[fixed] = f"protocols.{p}.seed"
         for seed in seeds:
             if seed in taken:
                 raise ConfigError(f"{key}.seeds: seed {seed} is also an evaluation seed ({taken[seed]}); "

@@ -165,7 +165,8 @@ def run_trial(run: SuiteRun, td: TuningData, protocol: str, method: str, hparams
     (``status`` ok / failed, ``reason``, ``value`` = the objective or -inf, ``tow`` per seed and step,
     ``wall_s`` and ``epochs_equiv`` of the unlearning calls)."""
     cls = get_unlearner(method)
-    wall, work, tows = 0.0, 0.0, []
+    wall, work = 0.0, 0.0
+    tows: list[list[float]] = []
 
     def failed(reason: str) -> dict[str, Any]:
         return {"status": "failed", "reason": reason, "value": -math.inf, "tow": tows, "wall_s": wall,
@@ -340,7 +341,7 @@ def write_selection(run: SuiteRun, studies: list[dict[str, Any]]) -> dict[str, A
     header = (f"# Hyperparameters selected by `unlearn-bench tune --suite {run.suite.name}` on tuning\n"
               "# seeds, tuning forget sets and a validation split (never the test set); README: Tuning.\n")
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=110))
+    tmp.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=110, default_flow_style=None))
     tmp.replace(path)
     return doc
 

@@ -213,7 +213,7 @@ class TuningData:
     def original_key(self, seed: int, protocol: str | None = None) -> str:
         key: dict[str, Any] = {"split": self.split_key, "model": self.run.suite.model,
                                "train": vars(self.run.suite.recipe), "seed": seed}  # fmt: skip
-        bad = self.corruption(protocol, seed) if self.run.variant(protocol) else None
+        bad = self.corruption(protocol, seed) if protocol is not None and self.run.variant(protocol) else None
         if bad is not None:
             key["labels"] = stable_hash([bad[0].tolist(), bad[1].tolist()])
         return stable_hash(key)
