@@ -109,6 +109,21 @@ def _gold(run, args):  # noqa: ANN001
     return f"{train_gold(run)} retrained"
 
 
+def _tune(run, args):  # noqa: ANN001
+    from benchmark.runner.tuning import run_tuning
+
+    if run.params.tuning is None:
+        raise ConfigError("tuning: no tuning section in params.yaml; nothing to tune")
+    for m in args.method or []:
+        if m not in run.suite.methods:
+            known = ", ".join(run.suite.methods)
+            raise ConfigError(f"--method {m}: not a method of suite {run.suite.name}; its methods: {known}")
+    counts = run_tuning(run, args.method)
+    path = run.layout.tuning_path(run.suite.name)
+    done = f"{counts['computed']} trials run, {counts['cached']} reused"
+    return f"{counts['studies']} studies, {done} -> {path}"
+
+
 def _unlearn(run, args):  # noqa: ANN001
     from benchmark.runner.cells import run_unlearning
 
@@ -290,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
         suite=True,
         grid=True,
     )
+    p = add(
+        "tune",
+        "Select each method's configuration per protocol on tuning seeds and a validation split "
+        "(tuning/<suite>.yaml; trials cached).",
+        _each_suite(_tune, "tune"),
+        suite=True,
+        grid=True,
+    )
+    p.add_argument("--method", action="append", help="restrict to this method (repeatable)")
     p = add(
         "unlearn",
         "Run every method's cells (cached per cell: only new or changed cells run).",

@@ -16,6 +16,8 @@ Layout::
     cost:       {hvp_grad_ratio, fwd_grad_ratio}          # one HVP / one forward pass, in gradient passes
     executor:   {kind: local|ray, address?, num_cpus?, cpus_per_task?, gpus_per_task?, max_retries?,
                  torch_threads?}                          # how the grid stages run their units (optional)
+    tuning:     {seeds, trials, sampler: tpe|random, sampler_seed, validation_fraction, validation_seed}
+                                                          # hyperparameter selection (optional; see below)
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ PROTOCOL_KINDS = ("random", "class", "memorized", "mislabeled")
 OPTIMIZERS = ("adam", "sgd")
 GRIDS = ("default", "full")  # methods not listed under methods: run their default / whole built-in grid
 EXECUTOR_KINDS = ("local", "ray")
+SAMPLERS = ("tpe", "random")  # Optuna's TPESampler / RandomSampler
+MIN_TRIALS = 6
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,25 @@ class ExecutorConfig:
 
 
 @dataclass(frozen=True)
+class TuningConfig:
+    """Hyperparameter selection (:mod:`benchmark.runner.tuning`), leak-free by construction.
+
+    ``seeds``: the model and forget-set seeds of the tuning originals (disjoint from every evaluation
+    seed); ``trials``: the same number of Optuna trials for every method (trial 0 = its default);
+    ``sampler``: ``tpe`` or ``random``, seeded from ``sampler_seed``; ``validation_fraction`` of the
+    training set (stratified, seeded by ``validation_seed``) is held out to measure accuracy: the test
+    split is never read.
+    """
+
+    seeds: tuple[int, ...] = (100,)
+    trials: int = MIN_TRIALS
+    sampler: str = "tpe"
+    sampler_seed: int = 0
+    validation_fraction: float = 0.1
+    validation_seed: int = 0
+
+
+@dataclass(frozen=True)
 class Params:
     datasets: dict[str, DatasetConfig]
     protocols: dict[str, ProtocolConfig]
@@ -186,6 +209,7 @@ class Params:
     hvp_grad_ratio: float = 2.0
     fwd_grad_ratio: float = 0.43
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    tuning: TuningConfig | None = None  # None: no tuning stage, every method runs its default
 
     def epochs_equiv(self, counts: Mapping[str, Any], n_train: int) -> float:
         """Work counters in epoch-equivalents: (grad_samples + hvp_grad_ratio · hvp_samples +
@@ -502,9 +526,60 @@ def _executor(d: Any) -> ExecutorConfig:
     )
 
 
+def _tuning(
+    d: Any, suites: dict[str, SuiteConfig], protocols: dict[str, ProtocolConfig]
+) -> TuningConfig | None:
+    """``tuning:``; its seeds must share nothing with an evaluation seed, population member or fixed
+    forget-set seed (the selection would otherwise be judged on models or forget sets it reports)."""
+    if d is None:
+        return None
+    key = "tuning"
+    d = _mapping(d, key)
+    _check_keys(d, key, {f.name for f in fields(TuningConfig)})
+    seeds = d.get("seeds", [100])
+    if not isinstance(seeds, list) or not seeds or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in seeds
+    ):
+        raise ConfigError(f"{key}.seeds: expected a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{key}.seeds: duplicate seeds in {seeds!r}")
+    trials = _typed(d, "trials", key, int, MIN_TRIALS)
+    if trials < MIN_TRIALS:
+        raise ConfigError(f"{key}.trials: must be >= {MIN_TRIALS} (the default plus enough sampled "
+                          f"configurations for a searcher to beat it; the same budget for every method), "
+                          f"got {trials}")  # fmt: skip
+    sampler = _typed(d, "sampler", key, str, "tpe")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"{key}.sampler: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+    fraction = _fraction(d, "validation_fraction", key, 0.1)
+    assert fraction is not None
+    for name, s in suites.items():
+        pop = s.population
+        taken = {seed: f"suites.{name}.seeds" for seed in s.seeds}
+        if pop is not None:
+            where = f"suites.{name}.population (seeds {pop.seed}..{pop.seed + pop.models - 1})"
+            taken.update({pop.seed + i: where for i in range(pop.models)})
+        for p in s.protocols:
+            fixed = protocols[p].seed
+            if fixed is not None:
+                taken[fixed] = f"protocols.{p}.seed"
+        for seed in seeds:
+            if seed in taken:
+                raise ConfigError(f"{key}.seeds: seed {seed} is also an evaluation seed ({taken[seed]}); "
+                                  f"tuning seeds must be disjoint from them")  # fmt: skip
+    return TuningConfig(
+        seeds=tuple(seeds),
+        trials=trials,
+        sampler=sampler,
+        sampler_seed=_typed(d, "sampler_seed", key, int, 0),
+        validation_fraction=fraction,
+        validation_seed=_typed(d, "validation_seed", key, int, 0),
+    )
+
+
 def parse_params(raw: dict[str, Any]) -> Params:
     raw = _mapping(raw, "params.yaml")
-    top = {"datasets", "protocols", "suites", "methods", "cost", "grid", "executor"}
+    top = {"datasets", "protocols", "suites", "methods", "cost", "grid", "executor", "tuning"}
     _check_keys(raw, "params", top, {"datasets", "suites"})
     grid = raw.get("grid", "default")
     if grid not in GRIDS:
@@ -523,6 +598,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
         hvp_grad_ratio=cost.hvp_grad_ratio,
         fwd_grad_ratio=cost.fwd_grad_ratio,
         executor=_executor(raw.get("executor")),
+        tuning=_tuning(raw.get("tuning"), suites, protocols),
     )
 
 

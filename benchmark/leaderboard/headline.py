@@ -2,9 +2,9 @@
 
 Rule (:func:`choose_params`), per (suite, protocol, method):
 
-1. the params_id named exactly like the method (``finetune`` for ``finetune``), else
-2. the params_id flagged in a ``selected`` column of the result rows (truthy: ``True``, ``1``,
-   ``"true"``, ``"yes"``; written by a tuning stage), else
+1. the params_id flagged in a ``selected`` column of the result rows (truthy: ``True``, ``1``,
+   ``"true"``, ``"yes"``; written from the tuning stage's selection, :mod:`benchmark.runner.tuning`), else
+2. the params_id named exactly like the method (``finetune`` for ``finetune``), else
 3. the first params_id in sort order.
 
 The choice is recorded in ``params_choice`` (``default`` / ``selected`` / ``first``) beside
@@ -47,11 +47,11 @@ def selected_params(rows: pd.DataFrame) -> set[tuple[str, str, str]]:
 def choose_params(method: str, params_ids: list[str], selected: set[str]) -> tuple[str, str]:
     """(params_id, how) for ``method`` among its ``params_ids``: see the module docstring."""
     ids = sorted(params_ids)
-    if method in ids:
-        return method, "default"
     flagged = [i for i in ids if i in selected]
     if flagged:
         return flagged[0], "selected"
+    if method in ids:
+        return method, "default"
     return ids[0], "first"
 
 

@@ -299,8 +299,8 @@ def _grid_note(head: pd.DataFrame) -> str:
     multi = head[n > 1]
     if multi.empty:
         return ""
-    return (f"{len(multi)} method(s) have several parameter settings: the row shows the one named like the "
-            f"method, else the one the tuning stage selected, else the first (see *Params*); every setting "
+    return (f"{len(multi)} method(s) have several parameter settings: the row shows the one the tuning stage "
+            f"selected, else the one named like the method, else the first (see *Params*); every setting "
             f"is in `summary.csv`.")  # fmt: skip
 
 

@@ -117,6 +117,14 @@ class Layout:
         """The evaluation cache of one cell (its judged rows and their key)."""
         return self.suite_dir(suite) / "evaluated" / protocol / slug(params_id) / f"seed{seed}.json"
 
+    def tuning_dir(self, suite: str) -> Path:
+        """Heavy tuning artifacts: tuning originals, gold models, forget sets and cached trials."""
+        return self.suite_dir(suite) / "tuning"
+
+    def tuning_path(self, suite: str) -> Path:
+        """The selected configurations of a suite (small, human-readable, committed to git)."""
+        return self.root / "tuning" / f"{suite}.yaml"
+
     def results_path(self, suite: str) -> Path:
         return self.root / "results" / f"{suite}.csv"
 

@@ -38,10 +38,25 @@ class Cell:
     method: str
     hparams: dict[str, Any]
     params_id: str  # method name, plus the values of the parameters that vary in its grid
+    selected: bool = False  # the configuration the tuning stage selected for this protocol
+    tuning_trials: int | None = None  # its tuning budget (selected cells only)
+    tuning_s: float | None = None
 
 
-def expand_cells(run: SuiteRun) -> list[Cell]:
-    """Every cell of the suite, in a stable order."""
+def expand_cells(run: SuiteRun, tuned: bool = True) -> list[Cell]:
+    """Every cell of the suite, in a stable order.
+
+    With a ``tuning:`` section, the configuration selected for (protocol, method) in ``tuning/<suite>.yaml``
+    replaces the built-in default of a method that ``methods:`` does not list (``grid: default``); the
+    configurations ``methods:`` lists (or ``grid: full``) still run, as extra rows. The selected cells are
+    flagged ``selected`` (one equal to a configured one flags that one). ``tuned=False``: the grid without
+    the selection (the population stage, which runs before tuning)."""
+    from benchmark.runner.selection import load_selection, selected_label
+
+    picks = {}
+    layout = getattr(run, "layout", None)  # a bare run (params and suite only) has no files: no selection
+    if tuned and run.params.tuning is not None and layout is not None:
+        picks = load_selection(layout.tuning_path(run.suite.name))
     cells = []
     for method in run.suite.methods:
         cls = get_unlearner(method)
@@ -50,14 +65,32 @@ def expand_cells(run: SuiteRun) -> list[Cell]:
             configs += [hp for hp in cls.grid(overrides, full=run.params.grid == "full") if hp not in configs]
         varying = sorted(k for k in configs[0] if len({repr(hp[k]) for hp in configs}) > 1)
         default = next(cls.grid(full=False))
+        implicit = method not in run.params.method_grids and run.params.grid != "full"  # only the default
+        ids = []
         for hp in configs:
             # the method's default configuration keeps the bare name (the leaderboard's headline row)
             label = "" if hp == default else ",".join(f"{k}={hp[k]}" for k in varying)
-            params_id = f"{method}[{label}]" if label else method
+            ids.append(f"{method}[{label}]" if label else method)
+        for hp, params_id in zip(configs, ids, strict=True):
             for protocol in run.suite.protocols:
+                pick = picks.get((protocol, method))
+                if pick is not None and implicit and pick.hparams != hp:
+                    continue  # the selected configuration runs instead of the built-in default
                 for seed in run.suite.seeds:
-                    cells.append(Cell(protocol, seed, method, hp, params_id))
+                    cells.append(_cell(protocol, seed, method, hp, params_id, pick))
+        for protocol in run.suite.protocols:
+            pick = picks.get((protocol, method))
+            if pick is not None and pick.hparams not in configs:
+                params_id = selected_label(method, pick, set(ids))
+                for seed in run.suite.seeds:
+                    cells.append(_cell(protocol, seed, method, pick.hparams, params_id, pick))
     return cells
+
+
+def _cell(protocol: str, seed: int, method: str, hp: dict[str, Any], params_id: str, pick: Any) -> Cell:
+    if pick is None or pick.hparams != hp:
+        return Cell(protocol, seed, method, hp, params_id)
+    return Cell(protocol, seed, method, hp, params_id, True, pick.trials, pick.wall_s)
 
 
 def cell_key(run: SuiteRun, cell: Cell) -> str:

@@ -176,7 +176,7 @@ def evaluate_suite_counted(
     for cell in tqdm(expand_cells(run), desc=f"{run.suite.name}: evaluate", unit="cell", disable=None):
         result = read_cell_result(run, cell)
         if not use_cache:
-            rows += judge_cell(run, ref, cell, result)
+            rows += [{**row, **_selection(cell)} for row in judge_cell(run, ref, cell, result)]
             counts["judged"] += 1
             continue
         key = eval_cache.cell_eval_key(run, ref, cell)
@@ -186,8 +186,13 @@ def evaluate_suite_counted(
             counts["judged"] += 1
         else:
             counts["cached"] += 1
-        rows += cached
+        rows += [{**row, **_selection(cell)} for row in cached]  # the tuning outcome is not a judged value
     return pd.DataFrame(rows, columns=COLUMNS), counts
+
+
+def _selection(cell: Cell) -> dict[str, Any]:
+    """Whether tuning selected this cell's configuration, and what choosing it cost."""
+    return {"selected": cell.selected, "tuning_trials": cell.tuning_trials, "tuning_s": cell.tuning_s}
 
 
 def evaluate_suite(run: SuiteRun, config: EvalConfig | None = None, use_cache: bool = True) -> pd.DataFrame:

@@ -89,7 +89,7 @@ def _method_config(run: SuiteRun, name: str) -> tuple[str, str, dict[str, Any]]:
     name (its first configuration: the row the leaderboard headlines)."""
     from benchmark.runner.cells import expand_cells
 
-    cells = expand_cells(run)
+    cells = expand_cells(run, tuned=False)  # the population stage runs before the tune stage
     cell = next((c for c in cells if c.params_id == name), None)
     if cell is None:
         if "[" in name:

@@ -27,6 +27,7 @@ TINY_PARAMS = {
         "mislabeled": {"kind": "mislabeled", "requests": 2, "corrupt_fraction": 0.04},
     },
     "cost": {"hvp_grad_ratio": 2.0},
+    "tuning": {"seeds": [100], "trials": 6},
     "methods": {
         "finetune": {"epochs": [1]},
         "gradient_ascent": {"epochs": [1]},
@@ -80,7 +81,13 @@ def repo(tmp_path_factory) -> Path:
 @pytest.mark.integration
 def test_dvc_repro_builds_the_leaderboard(repo: Path):
     df = pd.read_csv(repo / "results" / "tiny-mlp.csv")
-    assert len(df) == len(METHODS) * len(PROTOCOLS) * 1 * 2  # methods x protocols x seeds x steps
+    # one selected configuration (tune stage) per method x protocol x seed x step; the configurations that
+    # `methods:` lists run as extra rows
+    assert df.selected.dtype == bool
+    assert len(df[df.selected]) == len(METHODS) * len(PROTOCOLS) * 1 * 2
+    assert set(df[~df.selected].method) <= set(TINY_PARAMS["methods"])
+    assert (df[df.selected].tuning_trials >= 1).all()
+    assert (repo / "tuning" / "tiny-mlp.yaml").exists()
     assert set(df.status) == {"ok"}, df[df.status != "ok"][["method", "error"]]
     assert df.tow.between(0, 1).all()
     # the do-nothing model still knows the deleted classes; the gold model does not
@@ -122,8 +129,11 @@ def test_second_repro_does_nothing(repo: Path):
 def test_interrupted_unlearn_resumes_only_missing_cells(repo: Path):
     victim = next((repo / "runs" / "tiny-mlp" / "cells" / "class").glob("finetune*/seed0/result.json"))
     victim.unlink()
+    n_cells = len(pd.read_csv(repo / "results" / "tiny-mlp.csv")) // 2  # 1 seed, 2 steps
     out = sh("unlearn-bench", "unlearn", "--suite", "tiny-mlp", cwd=repo).stdout
-    assert "1 cells run" in out and f"{len(METHODS) * len(PROTOCOLS) - 1} reused" in out, out
+    assert "1 cells run" in out and f"{n_cells - 1} reused" in out, out
+    out = sh("unlearn-bench", "tune", "--suite", "tiny-mlp", cwd=repo).stdout
+    assert " 0 trials run" in out, out
     out = sh("unlearn-bench", "train", "--suite", "tiny-mlp", cwd=repo).stdout
     assert "0 trained" in out, out
     out = sh("unlearn-bench", "gold", "--suite", "tiny-mlp", cwd=repo).stdout
@@ -197,7 +207,8 @@ def test_dvc_exp_run_set_param_reruns_only_that_method(repo: Path):
     assert "Running stage 'train@tiny-mlp'" not in out and "Running stage 'gold@tiny-mlp'" not in out, out
     assert f"{len(PROTOCOLS)} cells run" in out, out  # finetune x protocols x 1 seed
     df = pd.read_csv(repo / "results" / "tiny-mlp.csv")
-    assert set(df[df.method == "finetune"].params_id) == {"finetune"}
+    assert set(df[(df.method == "finetune") & ~df.selected].params_id) == {"finetune"}
+    assert "Running stage 'tune@tiny-mlp'" not in out or " 0 trials run" in out, out  # no trial re-run
     assert yaml.safe_load((repo / "params.yaml").read_text())["methods"]["finetune"]["epochs"] == [2]
     shown = sh("dvc", "exp", "show", "--no-pager", "--md", cwd=repo).stdout
     assert "tiny-mlp" in shown or "tow" in shown.lower(), shown[:2000]

@@ -260,7 +260,11 @@ def test_headline_one_row_per_method():
     assert (head["best_params_id"] == "sgd").all()
     sel = _headline_of(_grid_frame("adam[lr=2]")).set_index("method")
     assert sel.loc["adam", "params_id"] == "adam[lr=2]" and sel.loc["adam", "params_choice"] == "selected"
-    assert sel.loc["sgd", "params_id"] == "sgd"  # the exact name still comes first
+    assert sel.loc["sgd", "params_id"] == "sgd"  # nothing selected for sgd: the exact name
+    # the tuning stage's selection comes before the bare (built-in default) name
+    sel = _headline_of(_grid_frame("sgd[lr=0.1]")).set_index("method")
+    assert sel.loc["sgd", "params_id"] == "sgd[lr=0.1]" and sel.loc["sgd", "params_choice"] == "selected"
+    assert choose_params("m", ["m", "m[a=1]"], {"m[a=1]"}) == ("m[a=1]", "selected")
     assert choose_params("m", ["m[b=2]", "m[a=1]"], set()) == ("m[a=1]", "first")
     assert choose_params("m", ["m[b=2]", "m[a=1]"], {"m[b=2]"}) == ("m[b=2]", "selected")
     assert len(summarise(_grid_frame(None))) == 4  # the full grid stays in the summary

@@ -1,0 +1,279 @@
+"""The tuning stage on a tiny digits suite: leak-free data, one budget, cached trials, the selection used.
+
+Toy methods declare a small space here (the built-ins' spaces are not this test's subject).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+import yaml
+
+from benchmark.config import ConfigError, parse_params
+from benchmark.core.space import Float, Int
+from benchmark.data.protocols import cumulative
+from benchmark.plugins.guard import TestDataAccessError, TestDataGuard
+from benchmark.runner.artifacts import Layout, write_json
+from benchmark.runner.cells import expand_cells
+from benchmark.runner.prepare import fetch_dataset, write_protocols
+from benchmark.runner.suite import open_suite
+from benchmark.runner.tuning import run_tuning
+from benchmark.runner.tuning_data import tuning_data
+from benchmark.unlearners.base import _REGISTRY, Unlearner, register_unlearner
+
+
+class ToyStep(Unlearner):
+    """``steps`` full-batch SGD steps of rate ``lr`` on the retain set."""
+
+    space = {
+        "lr": Float(low=0, low_open=True, search=(1e-3, 1.0), log=True),
+        "steps": Int(low=1, search=(1, 3)),
+    }
+    params = {"lr": [0.1], "steps": [1]}
+
+    def unlearn(self, model, request, ctx):
+        opt = torch.optim.SGD(model.parameters(), lr=self.hparams["lr"])
+        x, y = request.retain.x, request.retain.y
+        for _ in range(self.hparams["steps"]):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            ctx.counters.grad_samples += len(y)
+        return model
+
+
+class ToyFails(ToyStep):
+    """Fails for every configuration but its default: the failed trials must not stop the study."""
+
+    def unlearn(self, model, request, ctx):
+        if self.hparams != {"lr": 0.1, "steps": 1}:
+            raise RuntimeError("only the default works")
+        return super().unlearn(model, request, ctx)
+
+
+TOYS = {"toy_step": ToyStep, "toy_fails": ToyFails}
+
+
+def _raw(methods: list[str], **tuning) -> dict:
+    return {
+        "datasets": {"digits": {"source": "digits"}},
+        "protocols": {
+            "random": {"kind": "random", "requests": 2, "fraction": 0.02},
+            "class": {"kind": "class", "requests": 2},
+            "memorized": {"kind": "memorized", "requests": 2, "fraction": 0.01, "pool": 0.05},
+            "mislabeled": {"kind": "mislabeled", "requests": 2, "corrupt_fraction": 0.05},
+        },
+        "executor": {"kind": "local"},
+        "tuning": {"seeds": [100], "trials": 6, "sampler_seed": 0, "validation_fraction": 0.1, **tuning},
+        "suites": {
+            "t": {
+                "dataset": "digits",
+                "model": {"arch": "logreg"},
+                "train": {"epochs": 2, "batch_size": 128, "lr": 0.01},
+                "protocols": ["random", "class", "memorized", "mislabeled"],
+                "seeds": [0, 1],
+                "methods": methods,
+                "population": {"models": 4, "methods": ["original"], "protocols": ["random"]},
+            }
+        },
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toys():
+    for name, cls in TOYS.items():
+        _REGISTRY.pop(name, None)
+        register_unlearner(name)(cls)
+    yield
+    for name in TOYS:
+        _REGISTRY.pop(name, None)
+
+
+def _prepare(root, raw):
+    params = parse_params(raw)
+    fetch_dataset(params, "digits", Layout(root))
+    run = open_suite(params, "t", root)
+    scores = np.random.default_rng(0).random(run.n_train)  # memorisation scores: any fixed ranking will do
+    write_json(run.layout.memorization_path("t"), {"scores": scores.tolist()})
+    write_protocols(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A whole tiny tune, run under the test-data guard: any read of the test split raises and is logged."""
+    root = tmp_path_factory.mktemp("tune")
+    run = _prepare(root, _raw(["original", "toy_step", "toy_fails"]))
+    guard = TestDataGuard()
+    with guard.active():
+        counts = run_tuning(run)
+    return run, counts, guard
+
+
+def _doc(run) -> dict:
+    return yaml.safe_load(run.layout.tuning_path("t").read_text())
+
+
+# --- config ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("tuning", "suite", "match"),
+    [
+        ({"seeds": [1]}, {}, r"^tuning\.seeds: seed 1 is also an evaluation seed \(suites\.t\.seeds\)"),
+        ({"seeds": [10_002]}, {"population": {"models": 4, "methods": ["original"]}},
+         r"^tuning\.seeds: .*population"),
+        ({"trials": 5}, {}, r"^tuning\.trials: must be >= 6"),
+        ({"validation_fraction": 1.0}, {}, r"^tuning\.validation_fraction: must be in \(0, 1\)"),
+        ({"sampler": "grid"}, {}, r"^tuning\.sampler: unknown sampler"),
+    ],
+)
+def test_validate_rejects_bad_tuning(tuning, suite, match):
+    raw = _raw(["original"], **tuning)
+    raw["suites"]["t"].pop("population")
+    raw["suites"]["t"].update(suite)
+    with pytest.raises(ConfigError, match=match):
+        parse_params(raw)
+
+
+def test_validate_rejects_a_protocols_fixed_seed():
+    raw = _raw(["original"])
+    raw["protocols"]["random"]["seed"] = 100
+    with pytest.raises(ConfigError, match=r"^tuning\.seeds: seed 100 .*protocols\.random\.seed"):
+        parse_params(raw)
+
+
+def test_validate_accepts_the_repository_params():
+    from benchmark.config import load_params
+
+    params = load_params("params.yaml")
+    assert params.tuning is not None and params.tuning.trials >= 6
+
+
+# --- leak guards -------------------------------------------------------------------------------------------
+def test_tuning_never_reads_test_data(tuned):
+    run, counts, guard = tuned
+    assert guard.violations == []
+    assert counts["studies"] == 3 * 4 and counts["computed"] > 0
+    with pytest.raises(TestDataAccessError):
+        _ = tuning_data(run).snapshot.x_test
+
+
+def test_tuning_forget_sets_are_disjoint_from_the_evaluation_ones(tuned):
+    run = tuned[0]
+    td = tuning_data(run)
+    assert len(np.intersect1d(td.train_idx, td.val_idx)) == 0
+    assert len(td.train_idx) + len(td.val_idx) == run.n_train
+    # stratified: every class in the validation split in proportion (+-1 sample)
+    y = td.labels
+    for c in range(10):
+        expected = (y == c).sum() * len(td.val_idx) / len(y)
+        assert abs((y[td.val_idx] == c).sum() - expected) <= 1
+    for protocol in ("random", "memorized", "mislabeled", "class"):
+        reqs = td.requests(protocol, 100)
+        gone = cumulative(reqs, len(reqs))
+        assert np.isin(gone, td.train_idx).all()  # never the validation split
+        evals = [cumulative(run.requests(protocol, s), 2) for s in (0, 1)]
+        if protocol == "class":  # classes may coincide: the models, seeds and splits differ
+            continue
+        for ev in evals:
+            assert len(np.intersect1d(gone, ev)) == 0, protocol
+        if protocol == "random":  # the population's shared forget set too
+            assert len(np.intersect1d(gone, cumulative(run.requests(protocol, "pop"), 2))) == 0
+        # as many samples per request as a draw from the whole tuning train set
+        if protocol in ("random", "memorized"):
+            size = round(run.protocol(protocol).fraction * len(td.train_idx))
+            assert all(abs(len(r) - size) <= 1 for r in reqs)
+    bad = td.corruption("mislabeled", 100)
+    for s in (0, 1):
+        assert len(np.intersect1d(bad[0], run.corruption("mislabeled", s)[0])) == 0
+    assert (bad[1] != td.labels[bad[0]]).all()
+
+
+# --- search ------------------------------------------------------------------------------------------------
+def test_every_method_gets_the_same_budget_and_failures_are_recorded(tuned):
+    doc = _doc(tuned[0])
+    assert doc["objective"] == "tow_auc_val"
+    for protocol in ("random", "class", "memorized", "mislabeled"):
+        step = doc["protocols"][protocol]["toy_step"]
+        assert step["n_trials"] == 6 and len(step["trials"]) == 6
+        assert step["trials"][0]["params"] == {"lr": 0.1, "steps": 1}  # trial 0: the default
+        assert step["tuned"] == ["lr", "steps"]
+        ok = [t for t in step["trials"] if t["status"] == "ok"]
+        assert step["best_value"] == max(t["value"] for t in ok)
+        assert 0 <= step["best_value"] <= 1
+        assert step["cost"]["epochs_equiv"] > 0 and step["cost"]["wall_s"] > 0
+        assert step["selected"] == {**step["trials"][step["best_trial"]]["params"]}
+        fails = doc["protocols"][protocol]["toy_fails"]
+        assert fails["n_trials"] == 6
+        assert [t["status"] for t in fails["trials"]] == ["ok"] + ["failed"] * 5
+        for t in fails["trials"][1:]:
+            assert t["value"] == -math.inf and "only the default works" in t["reason"]
+        assert fails["selected"] == {"lr": 0.1, "steps": 1} and fails["best_trial"] == 0
+        # no tuned parameter: one trial, its default
+        orig = doc["protocols"][protocol]["original"]
+        assert orig["n_trials"] == 1 and orig["tuned"] == [] and len(orig["trials"]) == 1
+
+
+def test_rerun_computes_nothing_and_a_new_method_tunes_alone(tuned):
+    run = tuned[0]
+    before = run.layout.tuning_path("t").read_bytes()
+    assert run_tuning(run)["computed"] == 0
+    assert run.layout.tuning_path("t").read_bytes() == before  # unchanged inputs: the same file
+    raw = _raw(["original", "toy_step", "toy_fails", "finetune"])
+    more = open_suite(parse_params(raw), "t", run.layout.root)
+    counts = run_tuning(more)
+    n_new = sum(e["finetune"]["n_trials"] for e in _doc(more)["protocols"].values())
+    assert counts["computed"] == n_new  # only finetune's trials ran
+    assert _doc(more)["protocols"]["random"]["toy_step"] == _doc(run)["protocols"]["random"]["toy_step"]
+
+
+def test_same_seeds_select_the_same_configuration(tuned, tmp_path):
+    run = tuned[0]
+    other = _prepare(tmp_path, _raw(["original", "toy_step", "toy_fails"]))
+    run_tuning(other, ["toy_step"])
+    a, b = _doc(run)["protocols"], _doc(other)["protocols"]
+    for protocol in a:
+        sa, sb = a[protocol]["toy_step"], b[protocol]["toy_step"]
+        assert sa["selected"] == sb["selected"] and sa["best_value"] == sb["best_value"]
+        assert [t["params"] for t in sa["trials"]] == [t["params"] for t in sb["trials"]]
+    # another sampler seed proposes other points
+    raw = _raw(["original", "toy_step"], sampler_seed=1)
+    third = open_suite(parse_params(raw), "t", tmp_path)
+    run_tuning(third, ["toy_step"])
+    c = _doc(third)["protocols"]["random"]["toy_step"]
+    first = [t["params"] for t in a["random"]["toy_step"]["trials"]]
+    assert [t["params"] for t in c["trials"]][1:] != first[1:]
+
+
+# --- use ---------------------------------------------------------------------------------------------------
+def test_the_unlearn_grid_runs_the_selected_configuration(tuned):
+    run = tuned[0]
+    doc = _doc(run)["protocols"]
+    raw = _raw(["original", "toy_step", "toy_fails"])
+    raw["methods"] = {"toy_fails": {"steps": [2]}}  # an explicitly listed configuration stays as a row
+    params = parse_params(raw)
+    grid_run = open_suite(params, "t", run.layout.root)
+    cells = expand_cells(grid_run)
+    for protocol in ("random", "class", "memorized", "mislabeled"):
+        step = [c for c in cells if c.method == "toy_step" and c.protocol == protocol]
+        assert {c.seed for c in step} == {0, 1} and len(step) == 2  # the default is replaced
+        sel = doc[protocol]["toy_step"]["selected"]
+        assert all(c.hparams == sel and c.selected and c.tuning_trials == 6 for c in step)
+        assert all(c.tuning_s > 0 for c in step)
+        if sel != {"lr": 0.1, "steps": 1}:
+            assert step[0].params_id == f"toy_step[lr={sel['lr']},steps={sel['steps']}]"
+        fails = [c for c in cells if c.method == "toy_fails" and c.protocol == protocol]
+        # the listed configuration keeps its (bare) name; the selected default is added, named by its params
+        expected = {("toy_fails", False), ("toy_fails[lr=0.1,steps=1]", True)}
+        assert {(c.params_id, c.selected) for c in fails} == expected
+        orig = [c for c in cells if c.method == "original" and c.protocol == protocol]
+        assert all(c.params_id == "original" and c.selected for c in orig)
+    # without a tuning section, the built-in defaults as before
+    raw = copy.deepcopy(_raw(["original", "toy_step"]))
+    raw.pop("tuning")
+    plain = expand_cells(open_suite(parse_params(raw), "t", run.layout.root))
+    assert all(c.params_id in ("original", "toy_step") and not c.selected for c in plain)
