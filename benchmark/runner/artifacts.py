@@ -117,6 +117,10 @@ class Layout:
         """The evaluation cache of one cell (its judged rows and their key)."""
         return self.suite_dir(suite) / "evaluated" / protocol / slug(params_id) / f"seed{seed}.json"
 
+    def reference_cache_dir(self, suite: str) -> Path:
+        """The on-disk cache of the gold references (:mod:`benchmark.runner.reference_cache`)."""
+        return self.suite_dir(suite) / "evaluated" / "_reference"
+
     def results_path(self, suite: str) -> Path:
         return self.root / "results" / f"{suite}.csv"
 
