@@ -144,7 +144,10 @@ def _evaluate(run, args):  # noqa: ANN001
     pop = write_population_results(run)
     extra = f"; {len(pop)} population rows" if pop is not None else ""
     n = df.attrs["counts"]
-    judged = f" ({n['judged']} cells judged, {n['cached']} read from the evaluation cache)"
+    judged = f" ({n['judged']} cells judged, {n['cached']} read from the evaluation cache"
+    if "references_read" in n:
+        judged += f"; gold references: {n['references_read']} read, {n['references_computed']} computed"
+    judged += ")"
     return f"{len(df)} rows -> {run.layout.results_path(run.suite.name)}{judged}{extra}"
 
 

@@ -7,6 +7,7 @@ one-line :class:`~benchmark.core.results.SchemaError`).
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,14 @@ def mean_ci(values: Any) -> tuple[float, float, int]:
     if n == 1:
         return mean, math.nan, 1
     sd = 0.0 if np.all(x == x[0]) else float(x.std(ddof=1))  # no rounding noise for constant values
-    half = float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+    half = float(_t975(n - 1) * sd / math.sqrt(n))
     return mean, half, n
+
+
+@functools.cache
+def _t975(dof: int) -> float:
+    """``stats.t.ppf(0.975, dof)`` (the same float; scipy's call costs ~0.3 ms, made once per metric)."""
+    return stats.t.ppf(0.975, dof)
 
 
 def _first(series: pd.Series) -> Any:
@@ -199,7 +206,13 @@ def _summary_columns(with_step: bool, metrics: tuple[str, ...]) -> list[str]:
     return cols
 
 
+_SUMMARY_INPUTS = ("status", "error", "seed", "step", "dataset", "model", "origin", "code_hash")
+
+
 def _collect(df: pd.DataFrame, keys: list[str], with_step: bool, metrics: tuple[str, ...]) -> pd.DataFrame:
+    # only the columns a summary reads: every group is a copy, and the result rows carry ~100 columns
+    wanted = dict.fromkeys([*keys, *_SUMMARY_INPUTS, *metrics])
+    df = df[[c for c in wanted if c in df.columns]]
     rows = []
     for key, g in df.groupby(keys, sort=True, dropna=False):
         row = dict(zip(keys, key, strict=True))
@@ -229,26 +242,44 @@ def final_rows(df: pd.DataFrame) -> pd.DataFrame:
     k_final = df.groupby(["suite", "protocol"], dropna=False)["step"].transform("max")
     df = df.assign(_k=k_final)
     df = df.sort_values([*GROUP_KEYS, "seed", "step"], na_position="last", kind="mergesort")
-    picked = []
-    for _, g in df.groupby([*GROUP_KEYS, "seed"], sort=True, dropna=False):
+    df = df.reset_index(drop=True)
+    # choose on a narrow frame (every group is a copy), then take the chosen rows of the wide one at once
+    narrow = df[[*GROUP_KEYS, "seed", "step", "status", "error", "_k"]]
+    picks: list[int] = []
+    reasons: dict[int, tuple[Any, Any]] = {}  # position -> (status, error) of the first failed request
+    incomplete: dict[int, str] = {}  # position -> error of a seed without a row at the final step
+    for _, g in narrow.groupby([*GROUP_KEYS, "seed"], sort=True, dropna=False):
         k = g["_k"].iloc[0]
         at_final = g[g["step"] == k] if not pd.isna(k) else g.iloc[0:0]
         if len(at_final):
-            final = at_final.iloc[[-1]].copy()
+            pos = int(at_final.index[-1])
             bad = g[(g["status"] != OK) & (g["status"] != SKIPPED)]
-            if len(bad) and final["status"].iloc[0] != OK:  # the first reason, not "not run: request 1 ..."
-                final["status"], final["error"] = bad["status"].iloc[0], bad["error"].iloc[0]
-            picked.append(final)
+            if len(bad) and at_final["status"].iloc[-1] != OK:  # the first reason, not "not run: request 1"
+                reasons[pos] = (bad["status"].iloc[0], bad["error"].iloc[0])
+            picks.append(pos)
             continue
-        last = g.iloc[[-1]].copy()
-        if (last["status"] == OK).all():
-            last_step = last["step"].iloc[0]
-            last["status"] = FAILED
-            last["error"] = f"incomplete: last step {last_step} of {k}"
-            for m in METRICS:
-                last[m] = np.nan
-        picked.append(last)
-    return pd.concat(picked).drop(columns="_k").reset_index(drop=True)
+        pos = int(g.index[-1])
+        if g["status"].iloc[-1] == OK:
+            incomplete[pos] = f"incomplete: last step {g['step'].iloc[-1]} of {k}"
+        picks.append(pos)
+    out = df.take(picks).drop(columns="_k")
+    columns = list(out.columns)
+    status_col, error_col = columns.index("status"), columns.index("error")
+    where = {pos: i for i, pos in enumerate(picks)}
+    for pos, (status, error) in reasons.items():
+        out.iloc[where[pos], status_col] = status
+        out.iloc[where[pos], error_col] = error
+    if incomplete:
+        rows = [where[pos] for pos in incomplete]
+        out.iloc[rows, status_col] = FAILED
+        out.iloc[rows, error_col] = list(incomplete.values())
+        for m in METRICS:
+            if m in out.columns:
+                col = columns.index(m)
+                if out[m].dtype.kind in "iub":
+                    out[m] = out[m].astype(float)
+                out.iloc[rows, col] = np.nan
+    return out.reset_index(drop=True)
 
 
 def _key(values: Any) -> tuple:
@@ -273,7 +304,8 @@ def seed_table(df: pd.DataFrame) -> pd.DataFrame:
     for key, g in data.groupby(["suite", "protocol"], dropna=False):
         protocol_steps[_key(key)] = sorted({int(v) for v in g["step"].dropna()})
     aucs: dict[tuple, tuple[float, float]] = {}
-    for key, g in data.groupby([*GROUP_KEYS, "seed"], sort=False, dropna=False):
+    narrow = data[[*GROUP_KEYS, "seed", "step", "status", "tow"]]  # every group is a copy: only what is read
+    for key, g in narrow.groupby([*GROUP_KEYS, "seed"], sort=False, dropna=False):
         k = _key(key)
         steps = protocol_steps.get(k[:2], [])
         good = g[(g["status"] == OK) & np.isfinite(g["tow"].to_numpy(dtype=float)) & g["step"].notna()]
@@ -336,6 +368,7 @@ def _paired_p(diff: np.ndarray) -> float:
 
 def _seed_values(seeds: pd.DataFrame, suite: Any, proto: Any, params_id: Any, m: str) -> pd.Series:
     """The finite ``m`` of the ``ok`` seeds of one params_id, indexed by seed."""
+    seeds = seeds[["suite", "protocol", "params_id", "status", "seed", m]]  # not the ~100 others: a copy
     sel = seeds[(seeds["suite"] == suite) & (seeds["protocol"] == proto) & (seeds["params_id"] == params_id)
                 & (seeds["status"] == OK)]  # fmt: skip
     vals = sel.set_index("seed")[m].astype(float)

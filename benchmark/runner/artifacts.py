@@ -125,6 +125,10 @@ class Layout:
         """The selected configurations of a suite (small, human-readable, committed to git)."""
         return self.root / "tuning" / f"{suite}.yaml"
 
+    def reference_cache_dir(self, suite: str) -> Path:
+        """The on-disk cache of the gold references (:mod:`benchmark.runner.reference_cache`)."""
+        return self.suite_dir(suite) / "evaluated" / "_reference"
+
     def results_path(self, suite: str) -> Path:
         return self.root / "results" / f"{suite}.csv"
 

@@ -9,9 +9,10 @@ hash of everything a row is computed from:
   original model and forget sets, plus the request counters and timings);
 * the sidecar JSON of every gold model of the cell's protocol (all seeds, all steps: the population
   references use the other seeds' gold models) and of the cell's original model;
-* the evaluation code (:func:`metric_code_hash`: the sources of ``benchmark/metrics``, ``benchmark/models``
-  and the scoring modules), the :class:`~benchmark.runner.scoring.EvalConfig`, the ``cost`` parameters and
-  the suite's identity (name, dataset, model, seeds).
+* the evaluation code (:func:`~benchmark.runner.eval_code.metric_code_hash`: the code of
+  ``benchmark/metrics``, ``benchmark/models`` and the scoring modules, docstrings and comments excluded),
+  the :class:`~benchmark.runner.scoring.EvalConfig`, the ``cost`` parameters and the suite's identity
+  (name, dataset, model, seeds).
 
 A missing, unreadable or mismatched file is a miss: the cell is judged and its file rewritten.
 """
@@ -19,44 +20,17 @@ A missing, unreadable or mismatched file is a miss: the cell is judged and its f
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-import benchmark
 from benchmark.runner.artifacts import file_hash, stable_hash
 from benchmark.runner.cells import Cell, cell_dir
+from benchmark.runner.eval_code import CODE_PATHS, metric_code_hash
 from benchmark.runner.gold_reference import GoldReference
 from benchmark.runner.suite import SuiteRun
 
 __all__ = ["CODE_PATHS", "cell_eval_key", "load_rows", "metric_code_hash", "store_rows"]
-
-# the code a row depends on, relative to the package root (directories: every *.py below them)
-CODE_PATHS: tuple[str, ...] = (
-    "metrics",
-    "models",
-    "core/results.py",
-    "core/status.py",
-    "runner/scoring.py",
-    "runner/gold_reference.py",
-    "runner/evaluate.py",
-    "runner/eval_cache.py",
-)
-
-
-@functools.cache
-def metric_code_hash() -> str:
-    """sha256 (16 hex digits) of the evaluation code: the files of :data:`CODE_PATHS`, by relative path."""
-    root = Path(benchmark.__file__).parent
-    h = hashlib.sha256()
-    for rel in CODE_PATHS:
-        p = root / rel
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
 
 
 def cache_path(run: SuiteRun, cell: Cell) -> Path:

@@ -47,8 +47,10 @@ model's, capped at ``relearn_max_steps`` (100; ``relearn_capped`` = 1); ``gold_r
 
 **Incremental.** Each cell's rows are cached with the hash of everything they are computed from
 (:mod:`benchmark.runner.eval_cache`): a re-run judges only new or changed cells and reads the others, and
-gives the same table as a full evaluation. Code layout: this module is the stage (one row per request,
-the table); :mod:`benchmark.runner.scoring` computes one row's metrics,
+gives the same table as a full evaluation. The gold references a cell is judged against (gold predictions,
+MIA numbers, relearn times) are cached too (:mod:`benchmark.runner.reference_cache`), so judging a few new
+cells does not reload and re-attack every gold model. Code layout: this module is the stage (one row per
+request, the table); :mod:`benchmark.runner.scoring` computes one row's metrics,
 :mod:`benchmark.runner.gold_reference` the gold models and population references they are judged
 against, :mod:`benchmark.runner.population_scores` the population scores written beside the table.
 Columns: :class:`benchmark.core.results.ResultRow`.
@@ -78,6 +80,7 @@ from benchmark.runner.artifacts import (
 )
 from benchmark.runner.cells import Cell, cell_dir, cell_key, expand_cells
 from benchmark.runner.gold_reference import GoldReference
+from benchmark.runner.reference_cache import ReferenceCache
 from benchmark.runner.scoring import EvalConfig, judge, relearn
 from benchmark.runner.suite import SuiteRun
 
@@ -167,10 +170,13 @@ def evaluate_suite_counted(
     run: SuiteRun, config: EvalConfig | None = None, use_cache: bool = True
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Rows for every cell of the suite (cells must be up to date: ``unlearn`` first), and the counts of
-    cells ``judged`` and read from the evaluation ``cached`` (:mod:`benchmark.runner.eval_cache`).
-    ``use_cache=False`` judges every cell and neither reads nor writes the cache."""
+    cells ``judged`` and read from the evaluation ``cached`` (:mod:`benchmark.runner.eval_cache`), and of
+    gold references ``references_read`` from / ``references_computed`` into the reference cache
+    (:mod:`benchmark.runner.reference_cache`). ``use_cache=False`` judges every cell from scratch and neither
+    reads nor writes either cache."""
     cfg = config or EvalConfig()
-    ref = GoldReference(run, cfg)
+    store = ReferenceCache(run, cfg) if use_cache else None
+    ref = GoldReference(run, cfg, store)
     rows: list[dict[str, Any]] = []
     counts = {"judged": 0, "cached": 0}
     for cell in tqdm(expand_cells(run), desc=f"{run.suite.name}: evaluate", unit="cell", disable=None):
@@ -187,6 +193,8 @@ def evaluate_suite_counted(
         else:
             counts["cached"] += 1
         rows += [{**row, **_selection(cell)} for row in cached]  # the tuning outcome is not a judged value
+    if store is not None:
+        counts["references_read"], counts["references_computed"] = store.hits, store.misses
     return pd.DataFrame(rows, columns=COLUMNS), counts
 
 

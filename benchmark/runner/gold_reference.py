@@ -9,7 +9,12 @@ by both or by neither of the two forget sets. :meth:`GoldReference.reference` bu
 masks, the gold-to-gold divergences and the LiRA Gaussian of one (protocol, seed, step).
 
 Everything is computed on first use and kept for the rest of the stage (one instance per invocation), so
-a stage whose rows all come from the evaluation cache loads no gold model.
+a stage whose rows all come from the evaluation cache loads no gold model. With a
+:class:`~benchmark.runner.reference_cache.ReferenceCache`, the values that depend on gold models only (a
+gold model's predictions, accuracies, membership-inference numbers and relearn time) are also kept on disk
+across runs: a stage that judges a few new cells reads the gold references they need instead of reloading
+and re-attacking every gold model of the protocol. The population references (masks, gold-to-gold
+divergences, the LiRA Gaussian) are cheap functions of the cached predictions and are recomputed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import torch
 
 from benchmark.metrics import logit_confidence, mean_pairwise_distance, pairwise_divergence, pooled_std
 from benchmark.runner.artifacts import check_artifact, load_state
+from benchmark.runner.reference_cache import ReferenceCache
 from benchmark.runner.scoring import EvalConfig, Preds, Split, accuracies, mia, predict, relearn
 from benchmark.runner.suite import SuiteRun
 
@@ -31,8 +37,9 @@ from benchmark.runner.suite import SuiteRun
 class GoldReference:
     """Caches (gold predictions per protocol/seed/step, gold populations) shared by all rows of a suite."""
 
-    def __init__(self, run: SuiteRun, cfg: EvalConfig) -> None:
-        self.run, self.cfg = run, cfg
+    def __init__(self, run: SuiteRun, cfg: EvalConfig, cache: ReferenceCache | None = None) -> None:
+        """``cache``: keep gold-only values on disk across runs (None: compute them in this process)."""
+        self.run, self.cfg, self.cache = run, cfg, cache
         snap = run.snapshot
         self.x_train, self.x_test = snap.x_train, snap.x_test
         self.y_train_t, self.y_test_t = snap.y_train.long(), snap.y_test.long()
@@ -81,15 +88,23 @@ class GoldReference:
 
     @functools.cache  # noqa: B019
     def gold(self, protocol: str, seed: int, step: int) -> dict[str, Any]:
+        """The gold model's predictions, accuracies, sidecar and MIA numbers (from the reference cache when
+        it holds them for this gold model and code)."""
         meta = self.gold_meta(protocol, seed, step)
-        preds = self.predict(self.gold_model(protocol, seed, step))
-        sp = self.split(protocol, seed, step)
-        return {
-            "preds": preds,
-            "acc": self.accuracies(preds, sp),
-            "meta": meta,
-            "mia": self.mia(preds, sp, seed, step),
-        }
+
+        def compute() -> dict[str, Any]:
+            preds = self.predict(self.gold_model(protocol, seed, step))
+            sp = self.split(protocol, seed, step)
+            return {"train": preds.train, "test": preds.test, "w": preds.w,
+                    "acc": self.accuracies(preds, sp), "mia": self.mia(preds, sp, seed, step)}  # fmt: skip
+
+        if self.cache is None:
+            rec = compute()
+        else:
+            key = self.cache.key(gold=meta)
+            rec = self.cache.get("gold", protocol, seed, step, key, compute)
+        return {"preds": Preds(rec["train"], rec["test"], rec["w"]), "acc": rec["acc"], "meta": meta,
+                "mia": rec["mia"]}  # fmt: skip
 
     @functools.cache  # noqa: B019
     def check_original(self, seed: int, protocol: str) -> dict[str, Any]:
@@ -104,7 +119,19 @@ class GoldReference:
 
     @functools.cache  # noqa: B019
     def gold_relearn(self, protocol: str, seed: int, step: int) -> tuple[int, bool]:
-        return relearn(self, self.gold_model(protocol, seed, step), protocol, seed, step)
+        """Relearn time of the gold model (its target: the original's forget accuracy)."""
+
+        def compute() -> list[Any]:
+            steps, capped = relearn(self, self.gold_model(protocol, seed, step), protocol, seed, step)
+            return [int(steps), bool(capped)]
+
+        if self.cache is None:
+            steps, capped = compute()
+        else:
+            key = self.cache.key(gold=self.gold_meta(protocol, seed, step),
+                                 original=self.check_original(seed, protocol))  # fmt: skip
+            steps, capped = self.cache.get("relearn", protocol, seed, step, key, compute)
+        return steps, capped
 
     # --- the population of gold models ------------------------------------------------------------------
     @functools.cache  # noqa: B019

@@ -212,3 +212,31 @@ def test_dvc_exp_run_set_param_reruns_only_that_method(repo: Path):
     assert yaml.safe_load((repo / "params.yaml").read_text())["methods"]["finetune"]["epochs"] == [2]
     shown = sh("dvc", "exp", "show", "--no-pager", "--md", cwd=repo).stdout
     assert "tiny-mlp" in shown or "tow" in shown.lower(), shown[:2000]
+
+
+@pytest.mark.integration
+def test_adding_a_method_runs_and_judges_exactly_its_cells(repo: Path):
+    """Issue 13 item 2: one more method (one configuration) in params.yaml -> `dvc repro` runs exactly its
+    cells, evaluate judges exactly those (every other cell's rows and every gold reference come from the
+    caches), nothing upstream of unlearn re-runs, and the other rows are unchanged byte for byte."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["methods"]["random_label"] = {"epochs": [1]}
+    params["suites"]["tiny-mlp"]["methods"].append("random_label")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    before = pd.read_csv(repo / "results" / "tiny-mlp.csv")
+    n_before = len(before[["protocol", "params_id", "seed"]].drop_duplicates())
+
+    out = sh("dvc", "repro", cwd=repo).stdout
+    upstream = ("fetch@digits", "memorize@tiny-mlp", "protocols@tiny-mlp", "train@tiny-mlp", "gold@tiny-mlp")
+    for stage in upstream:
+        assert f"Running stage '{stage}'" not in out, out
+    new_cells = len(PROTOCOLS)  # the new method x protocols x 1 seed
+    assert f"{new_cells} cells run, {n_before} reused" in out, out
+    assert f"({new_cells} cells judged, {n_before} read from the evaluation cache" in out, out
+    assert "gold references: " in out and ", 0 computed)" in out, out  # all read back, none recomputed
+    after = pd.read_csv(repo / "results" / "tiny-mlp.csv")
+    new = after[after.method == "random_label"]
+    assert set(new.params_id) == {"random_label"}
+    assert len(new[["protocol", "seed"]].drop_duplicates()) == new_cells
+    old = after[after.method != "random_label"].reset_index(drop=True)
+    assert old.to_csv(index=False) == before.reset_index(drop=True).to_csv(index=False)

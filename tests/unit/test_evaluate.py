@@ -163,18 +163,71 @@ def test_evaluation_cache_judges_only_changed_cells(built, monkeypatch):
     settled, _ = evaluate_suite_counted(run, cfg)
     assert _csv(settled) == _csv(first)
     again, counts = evaluate_suite_counted(run, cfg)
-    assert counts == {"judged": 0, "cached": n_cells}
+    assert counts == {"judged": 0, "cached": n_cells, "references_read": 0, "references_computed": 0}
     assert _csv(again) == _csv(first)
 
     finetune = get_unlearner("finetune")
     monkeypatch.setenv("UNLEARN_BENCH_ISOLATE", "0")  # the patched hash below lives in this process only
     monkeypatch.setattr(finetune, "code_hash", classmethod(lambda cls: "edited-finetune-code"))
+    monkeypatch.setenv("UNLEARN_BENCH_ISOLATE", "0")  # the patch lives in this process: run cells here
     assert run_unlearning(run) == {"run": 2 * len(SEEDS), "cached": n_cells - 2 * len(SEEDS)}
     after, counts = evaluate_suite_counted(run, cfg)
-    assert counts == {"judged": 2 * len(SEEDS), "cached": n_cells - 2 * len(SEEDS)}
+    assert (counts["judged"], counts["cached"]) == (2 * len(SEEDS), n_cells - 2 * len(SEEDS))
+    # the gold references of the re-judged cells come from the reference cache: none is recomputed
+    assert counts["references_computed"] == 0 and counts["references_read"] > 0
     full, counts = evaluate_suite_counted(run, cfg, use_cache=False)
     assert counts == {"judged": n_cells, "cached": 0}
     assert _csv(full) == _csv(after)
     stable = [c for c in COLUMNS if c not in TIMING_COLUMNS and c != "code_hash"]
     assert _csv(after[stable]) == _csv(first[stable])  # same numbers: the method is deterministic
     assert set(after.loc[after.method == "finetune", "code_hash"]) == {"edited-finetune-code"}
+
+
+def test_reference_cache_gives_the_same_rows_and_recomputes_a_damaged_entry(built):
+    """Rows judged against cached gold references (predictions, MIA numbers, relearn times) are byte-identical
+    to rows judged from scratch; a truncated reference file is a miss, recomputed and rewritten."""
+    import shutil
+
+    from benchmark.runner.evaluate import evaluate_suite_counted
+
+    run, _ = built
+    run_unlearning(run)  # current cells (a test above ran some with patched method code)
+    cfg = EvalConfig(relearn_max_steps=20)
+    scratch, _ = evaluate_suite_counted(run, cfg, use_cache=False)
+    ref_dir = run.layout.reference_cache_dir("t")
+    files = sorted(ref_dir.rglob("*.pt"))
+    assert {p.relative_to(ref_dir).parts[0] for p in files} == {"gold", "relearn"}
+    # drop the judged rows, keep the references: every cell is judged again, no reference is recomputed
+    for d in (ref_dir.parent / p for p in ("shared", "class")):
+        shutil.rmtree(d)
+    n_cells = len(METHODS) * 2 * len(SEEDS)
+    cached_refs, counts = evaluate_suite_counted(run, cfg)
+    assert (counts["judged"], counts["references_computed"]) == (n_cells, 0)
+    assert counts["references_read"] == len(files)
+    assert cached_refs.to_csv(index=False) == scratch.to_csv(index=False)  # full precision
+    # a damaged reference: recomputed (exactly one), same rows
+    victim = files[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    for d in (ref_dir.parent / p for p in ("shared", "class")):
+        shutil.rmtree(d)
+    again, counts = evaluate_suite_counted(run, cfg)
+    assert counts["references_computed"] == 1 and counts["references_read"] == len(files) - 1
+    assert again.to_csv(index=False) == scratch.to_csv(index=False)
+
+
+def test_metric_code_hash_ignores_docstrings_and_comments(tmp_path):
+    """Issue 11: editing documentation invalidates no evaluated row; editing code does."""
+    from benchmark.runner.eval_code import metric_code_hash, tree_hash
+
+    assert len(metric_code_hash()) == 16
+    pkg = tmp_path / "pkg"
+    (pkg / "metrics").mkdir(parents=True)
+    src = '"""Module doc."""\n\n\ndef f(x):\n    """Doc."""\n    return x + 1  # one\n'
+    (pkg / "metrics" / "a.py").write_text(src)
+    (pkg / "scoring.py").write_text("Y = 2\n")
+    paths = ("metrics", "scoring.py")
+    before = tree_hash(pkg, paths)
+    (pkg / "metrics" / "a.py").write_text(src.replace("Doc.", "Other words.").replace("# one", "# two"))
+    assert tree_hash(pkg, paths) == before
+    (pkg / "metrics" / "a.py").write_text(src.replace("x + 1", "x + 2"))
+    assert tree_hash(pkg, paths) != before
