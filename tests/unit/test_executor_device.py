@@ -17,9 +17,11 @@ import torch
 
 from benchmark.config import ConfigError, ExecutorConfig, parse_params
 from benchmark.runner.artifacts import Layout, read_json
+from benchmark.runner.cells import expand_cells
 from benchmark.runner.device import DeviceError, pin_device
 from benchmark.runner.executor import _check_gpus, _SuiteSource, _worker_suite, run_units, task_gpus
 from benchmark.runner.prepare import fetch_dataset, write_protocols
+from benchmark.runner.sandbox import Sandbox, SandboxError
 from benchmark.runner.suite import open_suite
 from benchmark.runner.training import original_units, train_original, train_originals
 
@@ -172,3 +174,17 @@ def test_a_worker_without_the_drivers_gpu_fails_its_unit_in_one_line(
         assert r.error.startswith(head), r.error
         assert "CUDA_VISIBLE_DEVICES='0'" in r.error and r.error.endswith("has no usable CUDA device")
     assert not any(run.original_path(seed).exists() for seed in (0, 1))
+
+
+def test_the_cell_sandbox_child_runs_on_the_parents_device(root, driver_sees_a_gpu):
+    """The cells' child process gets the parent's resolved device: with the parent on (simulated) CUDA, the
+    CPU-only child refuses in one line instead of resolving ``auto`` to its CPU under CUDA keys."""
+    run = open_suite(_params(), "t", root)
+    assert run.device == torch.device("cuda")
+    cell = next(iter(expand_cells(run)))
+    box = Sandbox()
+    try:
+        with pytest.raises(SandboxError, match=r"^DeviceError: suites\.t\.device: the driver resolved"):
+            box.run_cell(run, cell, "any-key", None)  # the device is read before any input is
+    finally:
+        box.close()
