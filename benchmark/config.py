@@ -147,7 +147,8 @@ class ExecutorConfig:
 
     ``kind``: ``local`` (in-process, one unit after another) or ``ray``. ``address``: join a running Ray
     cluster (``auto`` or ``HOST:PORT``); None starts a private local instance of ``num_cpus`` CPUs (None:
-    every core of the machine). ``cpus_per_task`` / ``gpus_per_task``: Ray resources one unit reserves.
+    every core of the machine). ``cpus_per_task`` / ``gpus_per_task``: Ray resources one unit reserves;
+    GPUs only for a suite whose device resolved (on the driver) to CUDA, ``gpus_per_task`` each (None: 1).
     ``max_retries``: re-runs of a unit whose worker died or that raised, before it counts as failed.
     ``torch_threads``: intra-op threads while a unit runs (None: ``UNLEARN_BENCH_THREADS``, default 1).
     None of these enter a cache key: where a unit runs never changes what it computes.
@@ -157,7 +158,7 @@ class ExecutorConfig:
     address: str | None = None
     num_cpus: int | None = None
     cpus_per_task: float = 1.0
-    gpus_per_task: float = 0.0
+    gpus_per_task: float | None = None
     max_retries: int = 2
     torch_threads: int | None = None
 
@@ -176,8 +177,10 @@ class ExecutorConfig:
                 raise ConfigError(f"{key}.{name}: must be >= {lo}, got {v}")
         if not self.cpus_per_task > 0:
             raise ConfigError(f"{key}.cpus_per_task: must be > 0, got {self.cpus_per_task}")
-        if not self.gpus_per_task >= 0:
-            raise ConfigError(f"{key}.gpus_per_task: must be >= 0, got {self.gpus_per_task}")
+        if self.gpus_per_task is not None and not self.gpus_per_task > 0:
+            raise ConfigError(
+                f"{key}.gpus_per_task: must be > 0, got {self.gpus_per_task} (CPU suites' tasks reserve none)"
+            )
 
 
 @dataclass(frozen=True)
@@ -520,7 +523,7 @@ def _executor(d: Any) -> ExecutorConfig:
         address=_typed(d, "address", key, str),
         num_cpus=_typed(d, "num_cpus", key, int),
         cpus_per_task=_typed(d, "cpus_per_task", key, float, 1.0),
-        gpus_per_task=_typed(d, "gpus_per_task", key, float, 0.0),
+        gpus_per_task=_typed(d, "gpus_per_task", key, float),
         max_retries=_typed(d, "max_retries", key, int, 2),
         torch_threads=_typed(d, "torch_threads", key, int),
     )

@@ -13,11 +13,19 @@ if ! git rev-parse --git-dir >/dev/null 2>&1; then
   exit 1
 fi
 bash scripts/setup.sh
-export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-1} DVC_NO_ANALYTICS=1
-export PATH="$PWD/.venv/bin:$PATH"
+preset=""
 if [ "${1:-}" = "--preset" ]; then
-  unlearn-bench preset "${2:?--preset needs a name}"
+  preset="${2:?--preset needs a name}"
   shift 2
+fi
+# offline unless the caller says otherwise, but the paper presets download their dataset from the Hugging Face
+# hub (once: later runs read datasets/ and the hub cache)
+offline=1
+case "$preset" in "" | full) ;; *) offline=0 ;; esac
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-$offline} HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-$offline}
+export DVC_NO_ANALYTICS=1 PATH="$PWD/.venv/bin:$PATH"
+if [ -n "$preset" ]; then
+  unlearn-bench preset "$preset"
 fi
 [ -d .dvc ] || dvc init -q
 # the dataset snapshots (datasets.dvc): rebuilt offline from their sources and verified against the recorded

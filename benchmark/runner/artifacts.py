@@ -64,6 +64,13 @@ def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def finite_state(model: torch.nn.Module) -> bool:
+    """Every floating-point entry of the model's state is finite: parameters *and* buffers (BatchNorm's
+    running mean and variance, which a method's train-mode forward passes update: non-finite statistics make
+    every eval-mode output NaN although each weight is finite)."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
 def load_state(path: Path, model: torch.nn.Module) -> torch.nn.Module:
     if not Path(path).exists():
         raise FileNotFoundError(f"{path}: model missing; run the stage that produces it first")

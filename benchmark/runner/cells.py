@@ -24,7 +24,15 @@ from tqdm.auto import tqdm
 from benchmark.config import ExecutorConfig
 from benchmark.core.status import Status
 from benchmark.provenance import provenance
-from benchmark.runner.artifacts import file_hash, load_state, read_json, save_state, stable_hash, write_json
+from benchmark.runner.artifacts import (
+    file_hash,
+    finite_state,
+    load_state,
+    read_json,
+    save_state,
+    stable_hash,
+    write_json,
+)
 from benchmark.runner.executor import Unit, UnitResult, run_stage
 from benchmark.runner.sandbox import GRACE_S, isolated, sandbox
 from benchmark.runner.suite import SuiteRun
@@ -120,10 +128,6 @@ def is_cached(run: SuiteRun, cell: Cell, key: str) -> bool:
     return result.exists() and read_json(result).get("key") == key
 
 
-def _finite(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -190,8 +194,9 @@ def run_cell(
         try:
             model = method.unlearn(model, request, ctx)
             ctx.check_budget()
-            ok = _finite(model)
-            status, error = (Status.OK, "") if ok else (Status.NAN, "non-finite weights after the update")
+            status, error = Status.OK, ""
+            if not finite_state(model):
+                status, error = Status.NAN, "non-finite weights or buffers after the update"
         except BudgetExceeded as exc:
             status, error = Status.TIMEOUT, str(exc)
         except Exception as exc:

@@ -5,8 +5,11 @@
 * ``cuda`` / ``cuda:N``: originals, gold retrains, memorisation models, population members, unlearning
   cells and the evaluation's forward passes run on that GPU. Saved state dicts are moved to the CPU first, so
   every artefact loads anywhere (and has the same bytes layout as a CPU-trained one).
-* ``auto``: ``cuda`` when ``torch.cuda.is_available()``, else ``cpu`` (resolved in the process that runs
-  the stage; with the Ray executor, give tasks a GPU with ``executor.gpus_per_task`` or they resolve to CPU).
+* ``auto``: ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``, resolved once, in the process that
+  runs the stage (the driver). With the Ray executor the driver's resolved device travels with every task
+  (:func:`pin_device`): a worker never re-resolves ``auto``, each task of a GPU suite reserves a GPU
+  (``executor.gpus_per_task``, default 1), and a worker without one fails its unit with one line instead of
+  silently computing on the CPU under the driver's GPU cache keys.
 
 Cache keys: a resolved device other than the CPU enters every key through ``SuiteRun.data_key`` (as its
 type, ``cuda``, not its index), so GPU artefacts never mix with CPU ones and a CPU key is unchanged.
@@ -65,6 +68,28 @@ def resolve_device(spec: str, key: str = "device") -> torch.device:
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise DeviceError(f"{key}: {spec!r} requested but only {torch.cuda.device_count()} GPU(s) visible")
     return device
+
+
+def pin_device(resolved: str, key: str = "device") -> torch.device:
+    """On a worker: the device the driver resolved (``str(torch.device)``), never ``auto``.
+
+    ``cpu`` stays the CPU. ``cuda`` / ``cuda:N`` becomes ``cuda``: the GPU the scheduler gave this task (Ray
+    exposes a task's GPUs through ``CUDA_VISIBLE_DEVICES``, so the driver's index means nothing here; only the
+    type enters cache keys). Raises :class:`DeviceError` (one line) when this process sees no GPU.
+    """
+    if resolved == "auto" or not DEVICE_PATTERN.match(resolved):
+        raise ValueError(f"{key}: expected a resolved device (cpu, cuda or cuda:N), got {resolved!r}")
+    device = torch.device(resolved)
+    if device.type == "cpu":
+        return device
+    if not torch.cuda.is_available():
+        where = os.environ.get("CUDA_VISIBLE_DEVICES")
+        seen = "" if where is None else f", CUDA_VISIBLE_DEVICES={where!r}"
+        raise DeviceError(
+            f"{key}: the driver resolved {resolved!r} but this worker (pid {os.getpid()}{seen}) has no "
+            "usable CUDA device"
+        )
+    return torch.device("cuda")
 
 
 def configure_determinism(device: torch.device) -> None:

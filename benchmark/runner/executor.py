@@ -13,6 +13,13 @@ top-level function ``fn(run, unit)`` that performs one unit and writes its own o
   up to ``max_retries`` times by Ray; after that the unit is a failed :class:`UnitResult` carrying the
   reason, and the stage goes on until its whole grid is done.
 
+Devices: the driver resolves the suite's device once (``run.device``: ``auto`` becomes ``cuda`` or ``cpu``
+here, and the cache keys are computed from it). Every task carries that resolved device and the driver's
+``data_key``; a worker opens its suite pinned to it (never resolving ``auto`` again) and fails the unit with
+one line when it has no GPU for a GPU suite or its keys would differ from the driver's. Tasks of a GPU suite
+reserve ``executor.gpus_per_task`` GPUs each (default 1; a fraction packs several units on one GPU), tasks of
+a CPU suite none; a GPU suite on a Ray cluster without GPUs fails at once instead of waiting forever.
+
 Every seed flows from the unit's own arguments and each unit sets its torch thread count, so both
 backends write bit-identical artifacts on CPU (only timings and resource peaks differ). With ``ray``,
 worker output is not forwarded to the driver (``log_to_driver=False``: the progress shown is the
@@ -37,6 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.config import ExecutorConfig, Params
+from benchmark.runner.device import DeviceError
 
 if TYPE_CHECKING:
     from benchmark.runner.suite import SuiteRun
@@ -51,6 +59,7 @@ __all__ = [
     "raise_failures",
     "run_stage",
     "run_units",
+    "task_gpus",
 ]
 
 
@@ -146,6 +155,14 @@ def run_units(
 # --- shared --------------------------------------------------------------------------------------------
 
 
+def task_gpus(cfg: ExecutorConfig, device: torch.device | None) -> float:
+    """GPUs one Ray task reserves: ``cfg.gpus_per_task`` (default 1) when the driver resolved the suite to
+    CUDA, 0 for a CPU suite or units without a suite (``device`` None)."""
+    if device is None or device.type != "cuda":
+        return 0.0
+    return 1.0 if cfg.gpus_per_task is None else cfg.gpus_per_task
+
+
 def _threads(cfg: ExecutorConfig) -> int:
     return cfg.torch_threads or int(os.environ.get("UNLEARN_BENCH_THREADS", "1"))
 
@@ -239,11 +256,15 @@ def _run_local(
 
 @dataclass(frozen=True)
 class _SuiteSource:
-    """What a worker needs to reopen the caller's suite; ``digest`` keys the per-worker cache."""
+    """What a worker needs to reopen the caller's suite: ``device`` is the driver's resolved device
+    (``str(run.device)``), ``data_key`` the driver's (the worker's must match); ``digest`` keys the
+    per-worker cache."""
 
     params: Params
     root: str
     digest: str
+    device: str = "cpu"
+    data_key: str = ""
 
 
 _WORKER_SUITES: dict[tuple[str, str], SuiteRun] = {}  # (digest, suite) -> SuiteRun, per worker process
@@ -257,9 +278,15 @@ def _worker_suite(source: _SuiteSource | None, suite: str) -> SuiteRun | None:
     if key not in _WORKER_SUITES:
         from benchmark.runner.suite import open_suite
 
+        run = open_suite(source.params, suite, Path(source.root), device=source.device)
+        if run.data_key != source.data_key:  # run.device raises DeviceError first on a worker without a GPU
+            raise DeviceError(
+                f"suites.{suite}: this worker's cache keys differ from the driver's (data {run.data_key} vs "
+                f"{source.data_key}): another dataset snapshot under {source.root}?"
+            )
         if len(_WORKER_SUITES) >= 2:  # a worker serves one stage at a time: keep memory bounded
             _WORKER_SUITES.clear()
-        _WORKER_SUITES[key] = open_suite(source.params, suite, Path(source.root))
+        _WORKER_SUITES[key] = run
     return _WORKER_SUITES[key]
 
 
@@ -296,6 +323,17 @@ def ensure_ray(cfg: ExecutorConfig) -> None:
     ray.init(**kwargs)
 
 
+def _check_gpus(run: SuiteRun | None, per_task: float, total: float) -> None:
+    """A task that asks for more GPUs than the whole cluster has would wait forever: fail now, one line."""
+    if total < per_task:
+        name, device = (run.suite.name, run.device) if run is not None else ("?", "cuda")
+        raise DeviceError(
+            f"suites.{name}.device: resolved to {device} here, so each Ray "
+            f"task needs {per_task:g} GPU(s), but the Ray cluster has {total:g} (give it GPUs, or set the "
+            "suite's device to cpu)"
+        )
+
+
 def _run_ray(
     units: list[Unit],
     fn: UnitFn,
@@ -307,12 +345,16 @@ def _run_ray(
     import ray
     from ray.exceptions import RayTaskError
 
+    device = run.device if run is not None else None  # resolved here, once (DeviceError: no CUDA here)
+    gpus = task_gpus(cfg, device)
     ensure_ray(cfg)
+    if gpus > 0:
+        _check_gpus(run, gpus, float(ray.cluster_resources().get("GPU", 0.0)))
     if "task" not in _REMOTE:
         _REMOTE["task"] = ray.remote(_ray_task)
     task = _REMOTE["task"].options(
         num_cpus=cfg.cpus_per_task,
-        num_gpus=cfg.gpus_per_task,
+        num_gpus=gpus,
         max_retries=cfg.max_retries,
         retry_exceptions=True,
     )
@@ -320,7 +362,7 @@ def _run_ray(
     if run is not None:
         root = str(Path(run.layout.root).resolve())
         digest = hashlib.sha256(pickle.dumps((run.params, root, run.data_key))).hexdigest()[:16]
-        source = ray.put(_SuiteSource(run.params, root, digest))
+        source = ray.put(_SuiteSource(run.params, root, digest, str(run.device), run.data_key))
     threads = _threads(cfg)
     pending = {task.remote(fn, source, unit, threads): i for i, unit in enumerate(units)}
     results: list[UnitResult | None] = [None] * len(units)

@@ -34,7 +34,15 @@ import torch
 from benchmark.config import ConfigError, ExecutorConfig
 from benchmark.core.status import Status
 from benchmark.models.training import train_model
-from benchmark.runner.artifacts import load_state, read_json, save_state, slug, stable_hash, write_json
+from benchmark.runner.artifacts import (
+    finite_state,
+    load_state,
+    read_json,
+    save_state,
+    slug,
+    stable_hash,
+    write_json,
+)
 from benchmark.runner.executor import Unit, UnitResult, run_stage
 from benchmark.runner.suite import POP, SuiteRun
 from benchmark.unlearners.base import BudgetExceeded, Context, get_unlearner
@@ -155,8 +163,8 @@ def _train_member(run: SuiteRun, m: Member) -> dict[str, Any]:
                     ctx.info = {}
                     model = method.unlearn(model, run.request(m.protocol, POP, step), ctx)
                     ctx.check_budget()
-                if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-                    status, error = Status.NAN, "non-finite weights after the update"
+                if not finite_state(model):
+                    status, error = Status.NAN, "non-finite weights or buffers after the update"
         except Exception as exc:  # a failing method fails its member, not the stage
             status = Status.TIMEOUT if isinstance(exc, BudgetExceeded) else Status.FAILED
             where = traceback.format_exc(limit=-1).strip().splitlines()[-3].strip()  # the raising line

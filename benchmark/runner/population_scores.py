@@ -31,6 +31,8 @@ from benchmark.runner.artifacts import load_state, read_json, stable_hash
 from benchmark.runner.population import RETRAIN, Member, _method_groups, _pop_seed, member_key, member_path
 from benchmark.runner.suite import POP, SuiteRun
 
+MIN_MEMBERS = 4  # klom_summary's split-half interval needs >= 4 models on each side
+
 
 @dataclass
 class _Outputs:
@@ -63,6 +65,9 @@ def _collect(run: SuiteRun, p: str, members: list[Member]) -> _Outputs:
             continue
         model = load_state(path, run.make_model(_pop_seed(run, m.index)))
         pf = predict_proba(model, forget.x)  # probabilities on the CPU; labels brought there too
+        if not bool(torch.isfinite(pf).all()):  # e.g. logits overflowing to inf: a failed member, not a crash
+            errors.append(f"{Status.NAN.value}: non-finite predictions on the forget set")
+            continue
         rows_m.append(margins(torch.log(pf.clamp_min(1e-300)), forget.y.cpu()))
         rows_o.append(logit_scaled_confidence_from_probs(pf, forget.y.cpu()))
         acc_r.append(accuracy_from_probs(predict_proba(model, retain.x), retain.y))
@@ -122,7 +127,7 @@ def score_population(run: SuiteRun, n_boot: int = 400) -> tuple[pd.DataFrame, pd
                                    "n_retrained": len(ref.margins), "n_failed": out.n_failed,
                                    "error": out.error, "gold_acc_retain": float(ref.acc_retain.mean()),
                                    "gold_acc_test": float(ref.acc_test.mean())}  # fmt: skip
-            if len(out.margins) < 2:
+            if len(out.margins) < MIN_MEMBERS:  # too many failed members for the split-half interval
                 row["status"] = Status.FAILED if out.n_failed else Status.SKIPPED
                 rows.append(row)
                 continue

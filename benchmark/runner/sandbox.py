@@ -4,7 +4,8 @@ A method is arbitrary Python (a plugin can do anything its user can), and the ti
 (``budget_s``) is cooperative: :meth:`~benchmark.unlearners.base.Context.check_budget`. A method that never
 calls it, sleeps, or loops in native code would hold the grid forever. So every cell runs in a long-lived
 child process (one per process that runs cells: the CLI, or each Ray worker), started once with
-``python -m benchmark.runner.sandbox`` and fed cells over a pipe; it reopens the suite once and keeps it.
+``python -m benchmark.runner.sandbox`` and fed cells over a pipe; it reopens the suite once and keeps it,
+pinned to the parent's resolved device (``auto`` is never resolved again in the child).
 
 * The child reports ``started`` when the cell begins and each request's row as it finishes it.
 * The parent waits at most ``budget_s + GRACE_S`` seconds from ``started`` (no limit without a budget).
@@ -109,6 +110,7 @@ class Sandbox:
             "params": run.params,
             "root": str(Path(run.layout.root).resolve()),
             "suite": run.suite.name,
+            "device": str(run.device),  # the parent's resolved device: the child never resolves `auto` again
             "cell": cell,
             "key": key,
             "method_cls": cls,
@@ -173,7 +175,7 @@ def _child(fd_in: int, fd_out: int) -> None:
     from benchmark.unlearners.base import _REGISTRY, get_unlearner, register_unlearner
 
     recv, send = Connection(fd_in, writable=False), Connection(fd_out, readable=False)
-    suites: dict[tuple[str, str], SuiteRun] = {}
+    suites: dict[tuple[str, str, str], SuiteRun] = {}
     while True:
         try:
             job = recv.recv()
@@ -188,11 +190,12 @@ def _child(fd_in: int, fd_out: int) -> None:
         if known is not cls:  # defined outside the package (a test module): register it here too
             _REGISTRY.pop(name, None)
             register_unlearner(name)(cls)
-        where = (job["root"], job["suite"])
+        where = (job["root"], job["suite"], job["device"])
         try:
             if where not in suites:
                 suites.clear()
-                suites[where] = open_suite(job["params"], job["suite"], Path(job["root"]))
+                root, device = Path(job["root"]), job["device"]
+                suites[where] = open_suite(job["params"], job["suite"], root, device=device)
             send.send(("started",))
             report = lambda row: send.send(("row", row))  # noqa: E731
             result = run_cell(suites[where], job["cell"], job["key"], on_row=report)

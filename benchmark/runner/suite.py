@@ -21,7 +21,7 @@ from benchmark.data.protocols import cumulative, load_corruption, load_requests,
 from benchmark.data.snapshot import Snapshot, load_snapshot
 from benchmark.models.zoo import build_model, count_parameters
 from benchmark.runner.artifacts import Layout, stable_hash
-from benchmark.runner.device import configure_determinism, resolve_device
+from benchmark.runner.device import configure_determinism, pin_device, resolve_device
 from benchmark.unlearners.base import DataView, Request
 
 POP = "pop"  # forget-set id of the population (one shared forget set per protocol)
@@ -35,6 +35,9 @@ class SuiteRun:
     params: Params
     suite: SuiteConfig
     layout: Layout
+    # a device some other process already resolved (str(torch.device)): a Ray worker's suite uses the driver's
+    # device instead of resolving ``suite.device`` (``auto``) again (benchmark.runner.device.pin_device)
+    pinned_device: str | None = None
     snapshot: Snapshot = field(init=False)
 
     def __post_init__(self) -> None:
@@ -43,8 +46,13 @@ class SuiteRun:
     # --- device -----------------------------------------------------------------------------------
     @functools.cached_property
     def device(self) -> torch.device:
-        """The suite's resolved device (DeviceError when it asks for CUDA that is not there)."""
-        device = resolve_device(self.suite.device, f"suites.{self.suite.name}.device")
+        """The suite's resolved device (DeviceError when it asks for CUDA that is not there), or the pinned
+        one when the run was opened with ``device=`` (a worker: the driver's, never re-resolved)."""
+        key = f"suites.{self.suite.name}.device"
+        if self.pinned_device is not None:
+            device = pin_device(self.pinned_device, key)
+        else:
+            device = resolve_device(self.suite.device, key)
         configure_determinism(device)
         return device
 
@@ -169,5 +177,7 @@ class SuiteRun:
         return iter(range(1, self.protocol(protocol).requests + 1))
 
 
-def open_suite(params: Params, suite: str, root: Path = Path(".")) -> SuiteRun:
-    return SuiteRun(params, params.suite(suite), Layout(root))
+def open_suite(params: Params, suite: str, root: Path = Path("."), device: str | None = None) -> SuiteRun:
+    """The suite ``suite`` of ``params`` under ``root``; ``device``: an already resolved device to use as is
+    (a Ray worker's suite: the driver's ``str(run.device)``), None to resolve ``suites.S.device`` here."""
+    return SuiteRun(params, params.suite(suite), Layout(root), pinned_device=device)

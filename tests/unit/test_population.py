@@ -4,10 +4,11 @@ scores name the failure."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from benchmark.config import parse_params
-from benchmark.runner.artifacts import Layout
-from benchmark.runner.population import member_key, population_members, train_population
+from benchmark.runner.artifacts import Layout, finite_state
+from benchmark.runner.population import _pop_seed, member_key, population_members, train_population
 from benchmark.runner.population_scores import score_population
 from benchmark.runner.prepare import fetch_dataset, write_protocols
 from benchmark.unlearners.base import _REGISTRY, Unlearner, register_unlearner
@@ -18,12 +19,27 @@ class Crash(Unlearner):
         raise RuntimeError("boom in population")
 
 
+class Overflow(Unlearner):
+    """Finite but huge weights on the first member only: its logits overflow to inf, its probabilities NaN."""
+
+    def unlearn(self, model, request, ctx):
+        if ctx.seed == _pop_seed(POP_RUN[0], 0):
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(3e37)
+        return model
+
+
+POP_RUN: list = []
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from benchmark.runner.suite import open_suite
 
-    _REGISTRY.pop("test_pop_crash", None)
-    register_unlearner("test_pop_crash")(Crash)
+    for name, cls in (("test_pop_crash", Crash), ("test_pop_overflow", Overflow)):
+        _REGISTRY.pop(name, None)
+        register_unlearner(name)(cls)
     raw = {
         "datasets": {"digits": {"source": "digits"}},
         "protocols": {"class": {"kind": "class", "requests": 2}},
@@ -34,8 +50,11 @@ def run(tmp_path_factory):
                 "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},
                 "protocols": ["class"],
                 "seeds": [0],
-                "methods": ["original", "retrain", "finetune", "test_pop_crash"],
-                "population": {"models": 4, "methods": ["original", "retrain", "finetune", "test_pop_crash"]},
+                "methods": ["original", "retrain", "finetune", "test_pop_crash", "test_pop_overflow"],
+                "population": {
+                    "models": 4,
+                    "methods": ["original", "retrain", "finetune", "test_pop_crash", "test_pop_overflow"],
+                },
             }
         },
         "methods": {"finetune": {"epochs": [1]}},
@@ -45,8 +64,10 @@ def run(tmp_path_factory):
     fetch_dataset(params, "digits", Layout(root))
     suite_run = open_suite(params, "t", root)
     write_protocols(suite_run)
+    POP_RUN[:] = [suite_run]
     yield suite_run
-    _REGISTRY.pop("test_pop_crash", None)
+    for name in ("test_pop_crash", "test_pop_overflow"):
+        _REGISTRY.pop(name, None)
 
 
 def test_members_train_once_and_a_failing_method_fails_only_its_members(run):
@@ -68,3 +89,14 @@ def test_members_train_once_and_a_failing_method_fails_only_its_members(run):
     # the do-nothing model still knows the deleted class: far above another retrain
     assert rows.loc["original", "klom_mean"] > rows.loc["retrain", "klom_mean"]
     assert set(examples.params_id) == {"original", "retrain", "finetune"}
+    # finite weights whose predictions are not: that member fails (no crash); 3 left are too few for KLoM
+    over = rows.loc["test_pop_overflow"]
+    assert (over.status, over.n_failed, over.n_unlearned) == ("failed", 1, 3)
+    assert over.error == "nan: non-finite predictions on the forget set"
+
+
+def test_finite_state_checks_buffers_too():
+    bn = torch.nn.BatchNorm1d(3)
+    assert finite_state(bn)
+    bn.running_var[1] = float("nan")  # a buffer, not a parameter: every eval-mode output becomes NaN
+    assert all(bool(torch.isfinite(p).all()) for p in bn.parameters()) and not finite_state(bn)
