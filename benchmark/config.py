@@ -130,6 +130,9 @@ class SuiteConfig:
     # where models and data live (benchmark.runner.device); not in as_dict: a CPU run keeps today's keys,
     # a resolved GPU device enters the keys through SuiteRun.data_key
     device: str = "cpu"
+    # hard memory limit of one cell (resident MB of its sandbox process, benchmark.runner.sandbox); not in
+    # as_dict: a limit stops a runaway cell, it never changes what a finished cell computed
+    memory_mb: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -340,7 +343,7 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
         d,
         key,
         {"dataset", "model", "train", "protocols", "seeds", "methods", "budget_s", "memorization",
-         "population", "device"},
+         "population", "device", "memory_mb"},
         {"dataset", "model", "train", "protocols", "seeds", "methods"},
     )
     if d["dataset"] not in params["datasets"]:
@@ -377,6 +380,9 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
     budget = _typed(d, "budget_s", key, float)
     if budget is not None and budget <= 0:
         raise ConfigError(f"{key}.budget_s: must be > 0, got {budget}")
+    memory_mb = _typed(d, "memory_mb", key, float)
+    if memory_mb is not None and memory_mb <= 0:
+        raise ConfigError(f"{key}.memory_mb: must be > 0 (resident MB of a cell's process), got {memory_mb}")
     mem = check_section(MemorizationSection, d.get("memorization") or {}, f"{key}.memorization")
     memorization = MemorizationConfig(models=mem.models, seed=mem.seed)
     _check_class_capacity(key, protocols, params, d["dataset"])
@@ -399,6 +405,7 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
         memorization=memorization,
         population=_population(d.get("population"), f"{key}.population", protocols, methods),
         device=device,
+        memory_mb=memory_mb,
     )
 
 

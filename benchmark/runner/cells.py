@@ -276,12 +276,14 @@ def run_cell_unit(run: SuiteRun, unit: Unit) -> dict[str, Any]:
     """The executor's entry point for one cell (a top-level function, so Ray can ship it).
 
     The cell runs in this process's sandbox (:mod:`benchmark.runner.sandbox`), killed ``budget_s`` + 2 s
-    after it starts; unless ``UNLEARN_BENCH_ISOLATE=0``, then in-process with the cooperative budget only."""
+    after it starts or when its process holds more than ``memory_mb`` resident; with
+    ``UNLEARN_BENCH_ISOLATE=0`` in-process, with the cooperative budget only."""
     cell, key = unit.args["cell"], unit.args["key"]
     if not isolated():
         return run_cell(run, cell, key)
     budget = run.suite.budget_s
-    outcome = sandbox().run_cell(run, cell, key, None if budget is None else budget + GRACE_S)
+    limit_s = None if budget is None else budget + GRACE_S
+    outcome = sandbox().run_cell(run, cell, key, limit_s, run.suite.memory_mb)
     if outcome.result is not None:
         return outcome.result
     return write_timeout(run, cell, key, outcome.rows, outcome.reason,

@@ -13,6 +13,11 @@ pinned to the parent's resolved device (``auto`` is never resolved again in the 
   requests' rows, a ``timeout`` row for the request that was running, ``not run`` rows for the rest
   (:func:`benchmark.runner.cells.write_timeout`), and starts a fresh child for the next cell.
 * A child that dies (segfault, out-of-memory kill) fails only its cell, with the signal as the reason.
+* With a memory limit (``suites.S.memory_mb``), the parent reads the child's resident set size
+  (``VmRSS`` in ``/proc/PID/status``, Linux) every :data:`MEMORY_POLL_S` seconds while a cell runs and kills
+  it past the limit: a ``failed`` row whose reason gives both figures. The limit covers the whole child
+  (interpreter, torch, the suite's data: a few hundred MB before any method runs), not only the method's
+  own allocations; allocations between two polls can overshoot it.
 
 The child computes exactly what the in-process code computes: same function (:func:`run_cell`), same
 seeds (set from the cell), and the parent's torch intra-op thread count, so CPU results are bit-identical.
@@ -38,6 +43,19 @@ if TYPE_CHECKING:
     from benchmark.runner.suite import SuiteRun
 
 GRACE_S = 2.0  # past the budget, before the kill: lets a cooperative method raise BudgetExceeded itself
+MEMORY_POLL_S = 0.2  # how often the parent reads a running cell's resident memory (with a memory limit)
+
+
+def resident_mb(pid: int) -> float | None:
+    """Resident set size of process ``pid`` in MB (``VmRSS``), or None where /proc does not tell."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def isolated() -> bool:
@@ -93,8 +111,11 @@ class Sandbox:
             self.proc.wait()
         self.proc = self.send = self.recv = None
 
-    def run_cell(self, run: SuiteRun, cell: Any, key: str, limit_s: float | None) -> Outcome:
-        """Run ``cell`` in the child; kill it ``limit_s`` seconds after the cell started (None: no limit)."""
+    def run_cell(
+        self, run: SuiteRun, cell: Any, key: str, limit_s: float | None, memory_mb: float | None = None
+    ) -> Outcome:
+        """Run ``cell`` in the child; kill it ``limit_s`` seconds after the cell started (None: no limit), or
+        as soon as its resident memory exceeds ``memory_mb`` (None: no limit)."""
         from benchmark.unlearners.base import get_unlearner
 
         cls = get_unlearner(cell.method)
@@ -120,16 +141,32 @@ class Sandbox:
         rows: list[dict[str, Any]] = []
         started: float | None = None
         while True:
-            if started is None or limit_s is None:
+            if started is not None:
+                deadline = None if limit_s is None else started + limit_s
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if memory_mb is None:
+                    ready = self.recv.poll(left)
+                else:
+                    ready = self.recv.poll(MEMORY_POLL_S if left is None else min(MEMORY_POLL_S, left))
+                    rss = resident_mb(self.proc.pid) if self.proc is not None else None
+                    if rss is not None and rss > memory_mb:
+                        elapsed = time.monotonic() - started
+                        self.close()  # SIGKILL: over its memory limit
+                        reason = f"memory limit: killed at {rss:.0f} MB resident (limit {memory_mb:g} MB)"
+                        return Outcome(None, rows, elapsed, reason)
+                if not ready:
+                    if deadline is None or time.monotonic() < deadline:
+                        continue  # nothing yet: read the memory again
+                    assert limit_s is not None
+                    elapsed = time.monotonic() - started
+                    self.close()  # SIGKILL: the method never returned
+                    reason = (
+                        f"hard time limit: killed after {elapsed:.1f} s (budget {limit_s - GRACE_S:g} s + "
+                        f"{GRACE_S:g} s grace) without returning"
+                    )
+                    return Outcome(None, rows, elapsed, reason, timed_out=True)
+            else:
                 self.recv.poll(None)  # a message, or EOF when the child dies
-            elif not self.recv.poll(max(0.0, started + limit_s - time.monotonic())):
-                elapsed = time.monotonic() - started
-                self.close()  # SIGKILL: the method never returned
-                reason = (
-                    f"hard time limit: killed after {elapsed:.1f} s (budget {limit_s - GRACE_S:g} s + "
-                    f"{GRACE_S:g} s grace) without returning"
-                )
-                return Outcome(None, rows, elapsed, reason, timed_out=True)
             try:
                 kind, *payload = self.recv.recv()
             except (EOFError, OSError):  # the child died

@@ -85,6 +85,7 @@ BAD_CONFIGS = [
     (P("class", classes_per_request=-1), "protocols.class.classes_per_request"),
     (S(budget_s=-5), "suites.t.budget_s"),
     (S(budget_s=0), "suites.t.budget_s"),
+    (S(memory_mb=-1), "suites.t.memory_mb"),
     (S(seeds=[0, 0]), "suites.t.seeds"),
     (S(methods=["original", "original"]), "suites.t.methods"),
     (T(batch_size=0), "suites.t.train.batch_size"),
@@ -182,8 +183,26 @@ class MakesNaN(Unlearner):
         return model
 
 
-FAULTY = {"fault_sleeper": Sleeper, "fault_fails": FailsAtFirst, "fault_nan": MakesNaN}
+class MemoryHog(Unlearner):
+    """Allocates far past the suite's memory limit, then waits: only the memory limit stops it early."""
+
+    def unlearn(self, model, request, ctx):
+        import torch
+
+        hog = torch.ones(HOG_MB * 2**18)  # HOG_MB MB of float32, every page written
+        time.sleep(BUDGET_S / 2)
+        return model if hog.sum() > 0 else model
+
+
+FAULTY = {
+    "fault_sleeper": Sleeper,
+    "fault_fails": FailsAtFirst,
+    "fault_nan": MakesNaN,
+    "fault_hog": MemoryHog,
+}
 BUDGET_S = 3.0
+MEMORY_MB = 1500.0  # the whole sandbox process: interpreter, torch and the suite use a few hundred MB
+HOG_MB = 3000
 TINY = {
     "datasets": {"digits": {"source": "digits"}},
     "protocols": {"random": {"kind": "random", "requests": 2, "fraction": 0.02}},
@@ -196,6 +215,7 @@ TINY = {
             "seeds": [0],
             "methods": ["original", "finetune", *FAULTY],
             "budget_s": BUDGET_S,
+            "memory_mb": MEMORY_MB,
         }
     },
     "methods": {"finetune": {"epochs": [1]}},
@@ -233,12 +253,24 @@ def _result(run, method: str) -> dict:
 
 def test_a_sleeper_is_killed_within_budget_plus_5s_and_the_other_cells_complete(tiny):
     run, counts, _ = tiny
-    assert counts == {"run": 5, "cached": 0}
+    assert counts == {"run": 6, "cached": 0}
     rows = _result(run, "fault_sleeper")["requests"]
     assert [r["status"] for r in rows] == ["timeout", "timeout"]
     assert rows[0]["error"].startswith("hard time limit: killed after")
     killed_after = float(rows[0]["error"].split("killed after ")[1].split(" s")[0])
     assert BUDGET_S <= killed_after <= BUDGET_S + 5
+    assert rows[1]["error"] == "not run: request 1 did not finish"
+    for method in ("original", "finetune"):
+        assert [r["status"] for r in _result(run, method)["requests"]] == ["ok", "ok"]
+
+
+def test_a_memory_hog_is_killed_at_its_memory_limit_and_the_other_cells_complete(tiny):
+    run, _, _ = tiny
+    rows = _result(run, "fault_hog")["requests"]
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert rows[0]["error"].startswith("memory limit: killed at ")
+    killed_at = float(rows[0]["error"].split("killed at ")[1].split(" MB")[0])
+    assert MEMORY_MB < killed_at < HOG_MB + 1000  # stopped on its way up, not after the allocation ended
     assert rows[1]["error"] == "not run: request 1 did not finish"
     for method in ("original", "finetune"):
         assert [r["status"] for r in _result(run, method)["requests"]] == ["ok", "ok"]
