@@ -112,8 +112,11 @@ def _gold(run, args):  # noqa: ANN001
 def _tune(run, args):  # noqa: ANN001
     from benchmark.runner.tuning import run_tuning
 
-    if run.params.tuning is None:
-        raise ConfigError("tuning: no tuning section in params.yaml; nothing to tune")
+    if run.params.tuning is None:  # `tuning: null`: record that the methods run untuned
+        from benchmark.runner.tuning import write_untuned
+
+        path = write_untuned(run)
+        return f"tuning disabled (tuning: null): every method runs its built-in default -> {path}"
     for m in args.method or []:
         if m not in run.suite.methods:
             known = ", ".join(run.suite.methods)

@@ -39,6 +39,7 @@ import math
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -294,6 +295,18 @@ def _plain(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return [_plain(v) for v in x]
     return x
+
+
+def write_untuned(run: SuiteRun) -> Path:
+    """``tuning/<suite>.yaml`` of a run without tuning (``tuning: null`` in params.yaml, e.g. a smoke test of
+    the DAG): no selection, so the unlearn grid runs each method's built-in default. Not the benchmark's
+    protocol: the file says so, and the leaderboard's rows carry ``selected = False``."""
+    path = run.layout.tuning_path(run.suite.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"suite": run.suite.name, "tuning": "disabled (tuning: null): built-in defaults, untuned",
+           "protocols": {}}  # fmt: skip
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
 
 
 def write_selection(run: SuiteRun, studies: list[dict[str, Any]]) -> dict[str, Any]:

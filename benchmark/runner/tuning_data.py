@@ -75,6 +75,12 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(labels))
+    n_val, n_classes = int(np.ceil(fraction * len(labels))), len(np.unique(labels))
+    if n_val < n_classes:
+        raise ValueError(
+            f"tuning.validation_fraction: {fraction:g} of {len(labels)} training samples is {n_val} "
+            f"validation samples, fewer than the {n_classes} classes a stratified split needs; raise it"
+        )
     t, v = train_test_split(idx, test_size=fraction, random_state=seed, stratify=labels)
     return np.sort(t).astype(np.int64), np.sort(v).astype(np.int64)
 

@@ -230,13 +230,17 @@ def test_adding_a_method_runs_and_judges_exactly_its_cells(repo: Path):
     upstream = ("fetch@digits", "memorize@tiny-mlp", "protocols@tiny-mlp", "train@tiny-mlp", "gold@tiny-mlp")
     for stage in upstream:
         assert f"Running stage '{stage}'" not in out, out
-    new_cells = len(PROTOCOLS)  # the new method x protocols x 1 seed
+    after = pd.read_csv(repo / "results" / "tiny-mlp.csv")
+    new = after[after.method == "random_label"]
+    # the listed configuration on every protocol, plus the tuned selection where it differs from it
+    new_cells = len(new[["protocol", "params_id", "seed"]].drop_duplicates())
+    assert len(PROTOCOLS) <= new_cells <= 2 * len(PROTOCOLS)
+    tuned_only_it = f"{6 * len(PROTOCOLS)} trials run"  # the new method's studies; the others reused
+    assert "Running stage 'tune@tiny-mlp'" in out and tuned_only_it in out, out
     assert f"{new_cells} cells run, {n_before} reused" in out, out
     assert f"({new_cells} cells judged, {n_before} read from the evaluation cache" in out, out
     assert "gold references: " in out and ", 0 computed)" in out, out  # all read back, none recomputed
-    after = pd.read_csv(repo / "results" / "tiny-mlp.csv")
-    new = after[after.method == "random_label"]
-    assert set(new.params_id) == {"random_label"}
-    assert len(new[["protocol", "seed"]].drop_duplicates()) == new_cells
+    assert "random_label" in set(new.params_id)
+    assert set(new[new.selected].protocol) == set(PROTOCOLS)  # one selected configuration per protocol
     old = after[after.method != "random_label"].reset_index(drop=True)
     assert old.to_csv(index=False) == before.reset_index(drop=True).to_csv(index=False)

@@ -71,6 +71,10 @@ def shrink(params: dict, suite: str, dataset: str, fixture: Path, population: li
     for p in s["protocols"]:
         params["protocols"][p]["requests"] = 2
     params["methods"] = TINY_METHODS
+    # the DAG without tuning studies (`tuning: null`: built-in defaults; the tune stage records that), so
+    # the fixture DAG stays within minutes; tuning itself is tested on the tiny suite (test_tune.py,
+    # test_pipeline.py)
+    params["tuning"] = None
     return params
 
 
