@@ -105,7 +105,8 @@ class PopulationConfig:
     Per protocol, on one shared forget set (the protocol's ``seed``, else ``forget_seed``), at the final
     request K: ``models`` originals and ``models`` gold retrains (the reference) plus ``models`` more retrains
     (the ``retrain`` method: another retrain, the noise floor), and ``models`` unlearned models of each
-    method in ``methods`` (its first configuration in the grid), all with seeds ``seed``, ``seed`` + 1, ...
+    method in ``methods`` (a bare name: its tuned headline configuration on the protocol; ``m[k=v,...]``:
+    that configuration), all with seeds ``seed``, ``seed`` + 1, ...
     """
 
     models: int

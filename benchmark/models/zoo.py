@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
@@ -57,6 +56,8 @@ def small_cnn(
 
 def resnet18(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """torchvision ResNet-18 with the CIFAR stem: 3×3 stride-1 first conv, no max-pool."""
+    import torchvision  # here, not at module level: importing it costs ~2 s of every stage's start-up
+
     model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()

@@ -34,6 +34,7 @@ from benchmark.runner.artifacts import (
     write_json,
 )
 from benchmark.runner.executor import Unit, UnitResult, run_stage
+from benchmark.runner.method_code import method_code_hash
 from benchmark.runner.sandbox import GRACE_S, isolated, sandbox
 from benchmark.runner.suite import SuiteRun
 from benchmark.unlearners.base import BudgetExceeded, Context, get_unlearner
@@ -45,45 +46,66 @@ class Cell:
     seed: int
     method: str
     hparams: dict[str, Any]
-    params_id: str  # method name, plus the values of the parameters that vary in its grid
+    params_id: str  # method name, plus the values that differ from its base configuration (config_label)
     selected: bool = False  # the configuration the tuning stage selected for this protocol
     tuning_trials: int | None = None  # its tuning budget (selected cells only)
     tuning_s: float | None = None
+
+
+def configured_grid(run: SuiteRun, method: str) -> list[dict[str, Any]]:
+    """The configurations ``methods:`` lists for ``method`` (a union of grids, in order, or the built-in
+    grids with ``grid: full``); just the built-in default when it lists none. The first is the method's
+    *base* configuration in this suite: trial 0 of its tuning study, and the values of the parameters the
+    study does not search (e.g. ``fisher: empirical``)."""
+    cls = get_unlearner(method)
+    configs: list[dict[str, Any]] = []
+    for overrides in run.params.method_grids.get(method) or [{}]:  # a union of grids
+        configs += [hp for hp in cls.grid(overrides, full=run.params.grid == "full") if hp not in configs]
+    return configs
+
+
+def base_config(run: SuiteRun, method: str) -> dict[str, Any]:
+    """The method's base configuration in this suite (see :func:`configured_grid`), the one its bare name
+    denotes: the built-in default with ``grid: full`` (every grid point is then a row of its own)."""
+    if run.params.grid == "full":
+        return next(get_unlearner(method).grid(full=False))
+    return configured_grid(run, method)[0]
+
+
+def config_label(method: str, hp: dict[str, Any], base: dict[str, Any]) -> str:
+    """The params_id of a configured configuration: the method's name for its base configuration
+    (:func:`base_config`), otherwise the name with the values that differ from the base
+    (``cure_newton_krylov[iters=2,k=10]``), so adding or removing another configuration never renames this
+    one (nor re-runs its cells)."""
+    diff = sorted(k for k in hp if k not in base or repr(hp[k]) != repr(base[k]))
+    return f"{method}[{','.join(f'{k}={hp[k]}' for k in diff)}]" if diff else method
 
 
 def expand_cells(run: SuiteRun, tuned: bool = True) -> list[Cell]:
     """Every cell of the suite, in a stable order.
 
     With a ``tuning:`` section, the configuration selected for (protocol, method) in ``tuning/<suite>.yaml``
-    replaces the built-in default of a method that ``methods:`` does not list (``grid: default``); the
-    configurations ``methods:`` lists (or ``grid: full``) still run, as extra rows. The selected cells are
-    flagged ``selected`` (one equal to a configured one flags that one). ``tuned=False``: the grid without
-    the selection (the population stage, which runs before tuning)."""
+    replaces the method's base configuration (the first one ``methods:`` lists, else its built-in default;
+    the selection searched only around it); further configurations ``methods:`` lists (or all of them with
+    ``grid: full``) still run, as extra rows. The selected cells are flagged ``selected`` (one equal to a
+    configured one flags that one). ``tuned=False``: the grid without the selection."""
     from benchmark.runner.selection import load_selection, selected_label
 
     picks = {}
     layout = getattr(run, "layout", None)  # a bare run (params and suite only) has no files: no selection
     if tuned and run.params.tuning is not None and layout is not None:
         picks = load_selection(layout.tuning_path(run.suite.name))
+    replace_base = run.params.grid != "full"
     cells = []
     for method in run.suite.methods:
-        cls = get_unlearner(method)
-        configs: list[dict[str, Any]] = []
-        for overrides in run.params.method_grids.get(method) or [{}]:  # a union of grids
-            configs += [hp for hp in cls.grid(overrides, full=run.params.grid == "full") if hp not in configs]
-        varying = sorted(k for k in configs[0] if len({repr(hp[k]) for hp in configs}) > 1)
-        default = next(cls.grid(full=False))
-        implicit = method not in run.params.method_grids and run.params.grid != "full"  # only the default
-        ids = []
-        for hp in configs:
-            # the method's default configuration keeps the bare name (the leaderboard's headline row)
-            label = "" if hp == default else ",".join(f"{k}={hp[k]}" for k in varying)
-            ids.append(f"{method}[{label}]" if label else method)
-        for hp, params_id in zip(configs, ids, strict=True):
+        configs = configured_grid(run, method)
+        base = base_config(run, method)
+        ids = [config_label(method, hp, base) for hp in configs]
+        for i, (hp, params_id) in enumerate(zip(configs, ids, strict=True)):
             for protocol in run.suite.protocols:
                 pick = picks.get((protocol, method))
-                if pick is not None and implicit and pick.hparams != hp:
-                    continue  # the selected configuration runs instead of the built-in default
+                if pick is not None and i == 0 and replace_base and pick.hparams != hp:
+                    continue  # the selected configuration runs instead of the base one
                 for seed in run.suite.seeds:
                     cells.append(_cell(protocol, seed, method, hp, params_id, pick))
         for protocol in run.suite.protocols:
@@ -106,7 +128,7 @@ def cell_key(run: SuiteRun, cell: Cell) -> str:
     orig = run.original_path(cell.seed, cell.protocol)
     return stable_hash(
         {
-            "code": cls.code_hash(),
+            "code": method_code_hash(cls),
             "method": cell.method,
             "hparams": cell.hparams,
             "suite": run.suite.as_dict(),
@@ -142,7 +164,7 @@ def _base(run: SuiteRun, cell: Cell, key: str) -> dict[str, Any]:
         "method": cell.method,
         "params_id": cell.params_id,
         "hparams": cell.hparams,
-        "code_hash": cls.code_hash(),
+        "code_hash": method_code_hash(cls),
         "origin": cls.origin,
         "device": str(run.device),
         **provenance(),

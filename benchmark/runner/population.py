@@ -10,9 +10,10 @@ those distributions, so ``suites.<name>.population`` asks for ``models`` = M mem
   ``seed + i``; shared by the protocols that use the clean labels;
 * ``gold``: 2M retrains on D_r(K), seeds ``seed + i``: members 0..M−1 are the *reference* population,
   members M..2M−1 the ``retrain`` method's population — another retrain, the noise floor of every score;
-* ``unlearned/<params_id>``: the method (its first configuration in the grid, the row the leaderboard
-  headlines) applied over requests 1..K to original i, for every method in ``population.methods``
-  (``original`` is the originals themselves).
+* ``unlearned/<params_id>``: the method (a bare name: the configuration the tune stage selected for the
+  protocol, the row the leaderboard headlines; ``method[k=v,...]``: that configuration) applied over
+  requests 1..K to original i, for every method in ``population.methods`` (``original`` is the originals
+  themselves).
 
 Everything is cached per member with its key (as originals and gold models are), so an interrupted stage
 resumes and adding a method trains only its members. Scoring
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from benchmark.config import ConfigError, ExecutorConfig
 from benchmark.core.status import Status
@@ -44,6 +46,7 @@ from benchmark.runner.artifacts import (
     write_json,
 )
 from benchmark.runner.executor import Unit, UnitResult, run_stage
+from benchmark.runner.method_code import method_code_hash
 from benchmark.runner.suite import POP, SuiteRun
 from benchmark.unlearners.base import BudgetExceeded, Context, get_unlearner
 
@@ -86,26 +89,45 @@ def member_key(run: SuiteRun, m: Member) -> str:
         return run.gold_key(m.protocol, seed, run.protocol(m.protocol).requests, POP)
     orig = Member("original", run.variant(m.protocol), m.index)
     forget = stable_hash([r.tolist() for r in run.requests(m.protocol, POP)])
-    code = get_unlearner(m.method).code_hash()
+    code = method_code_hash(m.method)
     return stable_hash({"code": code, "method": m.method, "hparams": dict(m.hparams),
                         "original": member_key(run, orig), "protocol": vars(run.protocol(m.protocol)),
                         "forget": forget, "budget_s": run.suite.budget_s})  # fmt: skip
 
 
-def _method_config(run: SuiteRun, name: str) -> tuple[str, str, dict[str, Any]]:
-    """(method, params_id, hparams) of a population entry: a params_id of the suite's grid, or a method
-    name (its first configuration: the row the leaderboard headlines)."""
-    from benchmark.runner.cells import expand_cells
+def _method_config(run: SuiteRun, name: str, protocol: str) -> tuple[str, str, dict[str, Any]]:
+    """(method, params_id, hparams) of a population entry on ``protocol``.
 
-    cells = expand_cells(run, tuned=False)  # the population stage runs before the tune stage
-    cell = next((c for c in cells if c.params_id == name), None)
-    if cell is None:
-        if "[" in name:
-            ids = sorted({c.params_id for c in cells if c.params_id.startswith(name.split("[")[0])})
-            raise ConfigError(f"suites.{run.suite.name}.population.methods: no configuration {name!r}; "
-                              f"the grid has {ids}")  # fmt: skip
-        cell = next(c for c in cells if c.method == name)
-    return cell.method, cell.params_id, cell.hparams
+    A bare method name is the configuration the leaderboard headlines: the one the tuning stage selected
+    for this protocol (``tuning/<suite>.yaml``), else (``tuning: null``) the method's base configuration.
+    ``method[k=v,...]`` is the method's base configuration with those values (the params_id
+    :func:`benchmark.runner.cells.config_label` gives it)."""
+    from benchmark.runner.cells import MissingInputError, base_config, config_label, expand_cells
+
+    where = f"suites.{run.suite.name}.population.methods"
+    if "[" in name:
+        method, _, body = name.partition("[")
+        if not body.endswith("]"):
+            raise ConfigError(f"{where}: {name!r}: expected method[key=value,...]")
+        cls = get_unlearner(method)
+        base = base_config(run, method)
+        hp = dict(base)
+        for item in filter(None, body[:-1].split(",")):
+            key, eq, value = item.partition("=")
+            if not eq or key not in hp:
+                raise ConfigError(f"{where}: {name!r}: {key!r} is not a parameter of {method} "
+                                  f"(parameters: {sorted(hp)})")  # fmt: skip
+            hp[key] = yaml.safe_load(value)
+        hp = dict(cls(**hp).hparams)  # checked and coerced by the method's declared space
+        return method, config_label(method, hp, base), hp
+    if run.params.tuning is not None:
+        picked = [c for c in expand_cells(run) if c.method == name and c.protocol == protocol and c.selected]
+        if not picked:
+            path = run.layout.tuning_path(run.suite.name)
+            raise MissingInputError(f"{path}: no selection for {name} on {protocol}; run "
+                                    f"`unlearn-bench tune --suite {run.suite.name}` first")  # fmt: skip
+        return name, picked[0].params_id, dict(picked[0].hparams)
+    return name, name, dict(base_config(run, name))
 
 
 def population_members(run: SuiteRun) -> list[Member]:
@@ -215,7 +237,7 @@ def _method_groups(run: SuiteRun, p: str) -> list[tuple[str, str, list[Member]]]
         elif method == RETRAIN:
             groups.append((method, method, [Member("gold", p, pop.models + i) for i in range(pop.models)]))
         else:
-            name, params_id, hp = _method_config(run, method)
+            name, params_id, hp = _method_config(run, method, p)
             hpt = tuple(sorted(hp.items()))
             members = [Member("unlearned", p, i, name, params_id, hpt) for i in range(pop.models)]
             groups.append((name, params_id, members))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,8 @@ from benchmark.core.status import Status
 from benchmark.metrics import accuracy_from_probs, predict_proba
 from benchmark.metrics.klom import klom, klom_summary, margins
 from benchmark.metrics.neurips import forgetting_quality, logit_scaled_confidence_from_probs, neurips_score
-from benchmark.runner.artifacts import load_state, read_json, stable_hash
+from benchmark.runner.artifacts import file_hash, load_state, read_json, slug, stable_hash, write_json
+from benchmark.runner.eval_code import metric_code_hash, tree_hash
 from benchmark.runner.population import RETRAIN, Member, _method_groups, _pop_seed, member_key, member_path
 from benchmark.runner.suite import POP, SuiteRun
 
@@ -106,53 +108,97 @@ SUMMARY_COLUMNS = ("suite", "protocol", "method", "params_id", "step", "status",
 EXAMPLE_COLUMNS = ("suite", "protocol", "params_id", "step", "index", "klom")
 
 
+def _group_key(run: SuiteRun, p: str, ref: list[Member], members: list[Member], params_id: str,
+               n_boot: int) -> str:
+    """The key of one (protocol, method) group's scores: the sidecars of its members and of the reference
+    retrains (each holds its member key and status), the evaluation code and this module, the bootstrap."""
+    def sidecars(ms: list[Member]) -> list[str]:
+        out = []
+        for m in ms:
+            meta = member_path(run, m).with_suffix(".json")
+            if not meta.exists():
+                raise FileNotFoundError(f"{meta}: population member missing; run `unlearn-bench population`")
+            out.append(file_hash(meta))
+        return out
+
+    return stable_hash({"ref": sidecars(ref), "members": sidecars(members), "params_id": params_id,
+                        "n_boot": n_boot, "code": metric_code_hash(), "scores": _SCORES_CODE,
+                        "suite": [run.suite.name, run.data_key]})  # fmt: skip
+
+
+_SCORES_CODE = tree_hash(Path(__file__).resolve().parents[1], ("runner/population_scores.py",))
+
+
+def _score_group(run: SuiteRun, p: str, method: str, params_id: str, members: list[Member], ref: _Outputs,
+                 forget_idx: np.ndarray, n_boot: int) -> tuple[dict[str, Any], list[float] | None]:
+    """The summary row of one group and its per-example KLoM (None when it has too few members)."""
+    k = run.protocol(p).requests
+    out = _collect(run, p, members)
+    row: dict[str, Any] = {"suite": run.suite.name, "protocol": p, "method": method,
+                           "params_id": params_id, "step": k, "n_unlearned": len(out.margins),
+                           "n_retrained": len(ref.margins), "n_failed": out.n_failed,
+                           "error": out.error, "gold_acc_retain": float(ref.acc_retain.mean()),
+                           "gold_acc_test": float(ref.acc_test.mean())}  # fmt: skip
+    if len(out.margins) < MIN_MEMBERS:  # too many failed members for the split-half interval
+        row["status"] = Status.FAILED.value if out.n_failed else Status.SKIPPED.value
+        return row, None
+    seed = int(stable_hash([run.suite.name, p, params_id]), 16) % 2**31
+    ks = klom_summary(out.margins, ref.margins, n_boot=n_boot, seed=seed)
+    f = _forgetting_quality(out.outputs, ref.outputs, seed)
+    row.update(
+        status=Status.OK.value,
+        klom_mean=float(ks["mean"]),
+        klom_lo=float(ks["mean_ci_low"]),
+        klom_hi=float(ks["mean_ci_high"]),
+        klom_p95=float(ks["q0.95"]),
+        neurips_f=float(f),
+        neurips_score=float(neurips_score(
+            f, out.acc_retain.mean(), ref.acc_retain.mean(), out.acc_test.mean(), ref.acc_test.mean()
+        )),
+        acc_retain=float(out.acc_retain.mean()),
+        acc_test=float(out.acc_test.mean()),
+    )
+    return row, [float(v) for v in klom(out.margins, ref.margins)]
+
+
 def score_population(run: SuiteRun, n_boot: int = 400) -> tuple[pd.DataFrame, pd.DataFrame]:
     """KLoM (bootstrap 95 % CI over models) and the NeurIPS-2023 score of every population method,
-    against the reference retrains; the ``retrain`` row (another retrain) is the noise floor."""
+    against the reference retrains; the ``retrain`` row (another retrain) is the noise floor.
+
+    Each (protocol, method) group's scores are cached under ``runs/<suite>/evaluated/population/`` by
+    :func:`_group_key`, so a re-run, or adding a method, scores only new or changed groups (and loads the
+    reference retrains only then)."""
     pop = run.suite.population
     summary: list[dict[str, Any]] = []
     examples: list[pd.DataFrame] = []
     if pop is None:
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS)), pd.DataFrame()
+    cache_dir = run.layout.suite_dir(run.suite.name) / "evaluated" / "population"
     for p in pop.protocols:
         k = run.protocol(p).requests
-        ref = _collect(run, p, [Member("gold", p, i) for i in range(pop.models)])
+        ref_members = [Member("gold", p, i) for i in range(pop.models)]
+        ref: _Outputs | None = None
         forget_idx = run.request(p, POP, k).forget_all.indices.numpy()
         floor = math.nan
         rows: list[dict[str, Any]] = []
         for method, params_id, members in _method_groups(run, p):
-            out = _collect(run, p, members)
-            row: dict[str, Any] = {"suite": run.suite.name, "protocol": p, "method": method,
-                                   "params_id": params_id, "step": k, "n_unlearned": len(out.margins),
-                                   "n_retrained": len(ref.margins), "n_failed": out.n_failed,
-                                   "error": out.error, "gold_acc_retain": float(ref.acc_retain.mean()),
-                                   "gold_acc_test": float(ref.acc_test.mean())}  # fmt: skip
-            if len(out.margins) < MIN_MEMBERS:  # too many failed members for the split-half interval
-                row["status"] = Status.FAILED if out.n_failed else Status.SKIPPED
-                rows.append(row)
-                continue
-            seed = int(stable_hash([run.suite.name, p, params_id]), 16) % 2**31
-            ks = klom_summary(out.margins, ref.margins, n_boot=n_boot, seed=seed)
-            f = _forgetting_quality(out.outputs, ref.outputs, seed)
-            row.update(
-                status=Status.OK,
-                klom_mean=ks["mean"],
-                klom_lo=ks["mean_ci_low"],
-                klom_hi=ks["mean_ci_high"],
-                klom_p95=ks["q0.95"],
-                neurips_f=f,
-                neurips_score=neurips_score(
-                    f, out.acc_retain.mean(), ref.acc_retain.mean(), out.acc_test.mean(), ref.acc_test.mean()
-                ),
-                acc_retain=float(out.acc_retain.mean()),
-                acc_test=float(out.acc_test.mean()),
-            )
-            if method == RETRAIN:
-                floor = ks["mean"]
+            key = _group_key(run, p, ref_members, members, params_id, n_boot)
+            path = cache_dir / p / f"{slug(params_id)}.json"
+            cached = read_json(path) if path.exists() else {}
+            if cached.get("key") == key:
+                row, per_example = cached["row"], cached["klom"]
+            else:
+                if ref is None:
+                    ref = _collect(run, p, ref_members)
+                row, per_example = _score_group(run, p, method, params_id, members, ref, forget_idx, n_boot)
+                write_json(path, {"key": key, "row": row, "klom": per_example})
+            if method == RETRAIN and row["status"] == Status.OK.value:
+                floor = row["klom_mean"]
             rows.append(row)
-            per_example = {"index": forget_idx, "klom": klom(out.margins, ref.margins)}
-            examples.append(pd.DataFrame({"suite": run.suite.name, "protocol": p, "params_id": params_id,
-                                          "step": k, **per_example}))  # fmt: skip
+            if per_example is not None:
+                examples.append(pd.DataFrame({"suite": run.suite.name, "protocol": p, "params_id": params_id,
+                                              "step": k, "index": forget_idx,
+                                              "klom": np.asarray(per_example, dtype=float)}))  # fmt: skip
         for row in rows:
             row["klom_floor"] = floor
         summary += rows

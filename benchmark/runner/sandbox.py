@@ -116,16 +116,18 @@ class Sandbox:
     ) -> Outcome:
         """Run ``cell`` in the child; kill it ``limit_s`` seconds after the cell started (None: no limit), or
         as soon as its resident memory exceeds ``memory_mb`` (None: no limit)."""
+        from benchmark.runner.method_code import method_code_hash
         from benchmark.unlearners.base import get_unlearner
 
         cls = get_unlearner(cell.method)
-        if self.hashes.get(cell.method, cls.code_hash()) != cls.code_hash():
+        code = method_code_hash(cls)
+        if self.hashes.get(cell.method, code) != code:
             self.close()  # the method's code changed in this process (a reload): the child has the old one
         if self.proc is None or self.proc.poll() is not None:
             self.close()
             self.hashes = {}
             self._start()
-        self.hashes[cell.method] = cls.code_hash()
+        self.hashes[cell.method] = code
         assert self.send is not None and self.recv is not None
         job = {
             "params": run.params,

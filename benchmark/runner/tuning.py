@@ -14,8 +14,9 @@ NeurIPS 2024), u the unlearned model after request k, r the tuning gold model of
 validation accuracy. Maximised.
 
 **Budget.** Every method gets exactly ``tuning.trials`` trials (a method without a tuned parameter: one, its
-default). Trial 0 is the method's default configuration (its built-in default, the first value of every
-list of its ``params``); trials 1.. sample :func:`benchmark.core.space.tuned` of its declared space with
+default). Trial 0 is the method's base configuration in the suite
+(:func:`benchmark.runner.cells.base_config`: the first configuration ``methods:`` lists, else its built-in
+default); trials 1.. sample :func:`benchmark.core.space.tuned` of its declared space with
 Optuna's ``TPESampler`` (``n_startup_trials = max(2, trials // 2)``) or ``RandomSampler``, seeded with
 ``sampler_seed`` + a stable hash of (suite, protocol, method, trial number). Sampled floats are rounded to
 4 significant digits (a readable ``params_id``; the rounded value is the one run and recorded).
@@ -49,7 +50,9 @@ import yaml
 from benchmark.core.space import Param, tuned
 from benchmark.metrics.accuracy import tow
 from benchmark.runner.artifacts import file_hash, read_json, stable_hash, write_json
+from benchmark.runner.cells import base_config
 from benchmark.runner.executor import Unit, UnitResult, run_stage
+from benchmark.runner.method_code import method_code_hash
 from benchmark.runner.suite import SuiteRun
 from benchmark.runner.tuning_data import (
     TuningData,
@@ -151,7 +154,7 @@ def trial_key(
             "forget": td.forget_key(protocol),
             "originals": [file_hash(td.original_path(s, variant)) for s in td.cfg.seeds],
             "method": method,
-            "code": code or get_unlearner(method).code_hash(),
+            "code": code or method_code_hash(method),
             "hparams": hparams,
         }
     )
@@ -224,10 +227,10 @@ def tune_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any]:
     td = tuning_data(run)
     cfg = td.cfg
     cls = get_unlearner(method)
-    code = cls.code_hash()
+    code = method_code_hash(cls)
     space = tuned(cls.declared_space())
     dists = distributions(space)
-    default = next(cls.grid(full=False))
+    default = base_config(run, method)
     n_trials = cfg.trials if space else 1
     records: list[dict[str, Any]] = []
     computed = 0

@@ -117,7 +117,16 @@ def test_default_grid_is_one_configuration_per_method_unless_listed():
     assert [c.params_id for c in default] == ["salun", "newton_damped"]
     assert default[0].hparams == {k: v[0] for k, v in get_unlearner("salun").params.items()}
     listed = cells({"methods": {"newton_damped": {"gamma": [0.01, 1.0]}}})
-    assert [c.params_id for c in listed] == ["salun", "newton_damped[gamma=0.01]", "newton_damped[gamma=1.0]"]
+    # the first listed configuration is the method's base (its bare name); the others are named by what
+    # differs from it, so listing another configuration never renames one that exists
+    assert [c.params_id for c in listed] == ["salun", "newton_damped", "newton_damped[gamma=1.0]"]
+    more = cells({"methods": {"newton_damped": {"gamma": [0.01, 1.0, 3.0]}}})
+    assert [c.params_id for c in more][:3] == [c.params_id for c in listed]
+    assert more[3].params_id == "newton_damped[gamma=3.0]"
+    single = cells({"methods": {"newton_damped": {"gamma": [0.01]}}})
+    assert [c.params_id for c in single] == ["salun", "newton_damped"]  # named as when listed with others
+    union = cells({"methods": {"newton_damped": [{"gamma": [0.01]}, {"gamma": [1.0]}]}})
+    assert [c.params_id for c in union] == [c.params_id for c in listed]
     full = cells({"grid": "full"})
     sizes = [len(list(get_unlearner(m).grid())) for m in ("salun", "newton_damped")]
     assert len(full) == sum(sizes)

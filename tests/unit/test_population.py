@@ -3,6 +3,7 @@ scores name the failure."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -93,6 +94,17 @@ def test_members_train_once_and_a_failing_method_fails_only_its_members(run):
     over = rows.loc["test_pop_overflow"]
     assert (over.status, over.n_failed, over.n_unlearned) == ("failed", 1, 3)
     assert over.error == "nan: non-finite predictions on the forget set"
+    # scores are cached per (protocol, method): a second scoring loads no model and gives the same tables
+    import benchmark.runner.population_scores as ps
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("a cached group was scored again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ps, "_collect", no_models)
+        summary2, examples2 = score_population(run, n_boot=50)
+    pd.testing.assert_frame_equal(summary2, summary)
+    pd.testing.assert_frame_equal(examples2, examples)
 
 
 def test_finite_state_checks_buffers_too():

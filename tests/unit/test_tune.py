@@ -15,14 +15,14 @@ import torch.nn.functional as F  # noqa: N812
 import yaml
 
 from benchmark.config import ConfigError, parse_params
-from benchmark.core.space import Float, Int
+from benchmark.core.space import Choice, Float, Int
 from benchmark.data.protocols import cumulative
 from benchmark.plugins.guard import TestDataAccessError, TestDataGuard
 from benchmark.runner.artifacts import Layout, write_json
 from benchmark.runner.cells import expand_cells
 from benchmark.runner.prepare import fetch_dataset, write_protocols
 from benchmark.runner.suite import open_suite
-from benchmark.runner.tuning import run_tuning
+from benchmark.runner.tuning import run_tuning, tune_study
 from benchmark.runner.tuning_data import tuning_data
 from benchmark.unlearners.base import _REGISTRY, Unlearner, register_unlearner
 
@@ -254,7 +254,8 @@ def test_the_unlearn_grid_runs_the_selected_configuration(tuned):
     run = tuned[0]
     doc = _doc(run)["protocols"]
     raw = _raw(["original", "toy_step", "toy_fails"])
-    raw["methods"] = {"toy_fails": {"steps": [2]}}  # an explicitly listed configuration stays as a row
+    # the first listed configuration is the base (replaced by the selection); a further one stays as a row
+    raw["methods"] = {"toy_fails": [{}, {"steps": [2]}]}
     params = parse_params(raw)
     grid_run = open_suite(params, "t", run.layout.root)
     cells = expand_cells(grid_run)
@@ -267,8 +268,8 @@ def test_the_unlearn_grid_runs_the_selected_configuration(tuned):
         if sel != {"lr": 0.1, "steps": 1}:
             assert step[0].params_id == f"toy_step[lr={sel['lr']},steps={sel['steps']}]"
         fails = [c for c in cells if c.method == "toy_fails" and c.protocol == protocol]
-        # the listed configuration keeps its (bare) name; the selected default is added, named by its params
-        expected = {("toy_fails", False), ("toy_fails[lr=0.1,steps=1]", True)}
+        # every trial fails: the selection is trial 0, the base (bare name, flagged); the extra row stays
+        expected = {("toy_fails", True), ("toy_fails[steps=2]", False)}
         assert {(c.params_id, c.selected) for c in fails} == expected
         orig = [c for c in cells if c.method == "original" and c.protocol == protocol]
         assert all(c.params_id == "original" and c.selected for c in orig)
@@ -277,3 +278,55 @@ def test_the_unlearn_grid_runs_the_selected_configuration(tuned):
     raw.pop("tuning")
     plain = expand_cells(open_suite(parse_params(raw), "t", run.layout.root))
     assert all(c.params_id in ("original", "toy_step") and not c.selected for c in plain)
+
+
+class ToyMode(ToyStep):
+    """ToyStep with a parameter no study searches: ``mode`` scales the rate (``half``: lr / 2)."""
+
+    space = {**ToyStep.space, "mode": Choice(options=("full", "half"))}
+    params = {**ToyStep.params, "mode": ["full"]}
+
+    def unlearn(self, model, request, ctx):
+        if self.hparams["mode"] == "half":
+            self.hparams = {**self.hparams, "lr": self.hparams["lr"] / 2}
+        return super().unlearn(model, request, ctx)
+
+
+def test_a_listed_base_configuration_is_trial_zero_and_keeps_its_unsearched_values(tuned):
+    """``methods:`` sets a method's base in the suite: trial 0 is that configuration, every trial keeps the
+    values the study does not search (as ``fisher: empirical`` for fisher_forgetting), and the selection
+    replaces the base row in the unlearn grid."""
+    run = tuned[0]
+    _REGISTRY.pop("toy_mode", None)
+    register_unlearner("toy_mode")(ToyMode)
+    try:
+        raw = _raw(["original", "toy_mode"])
+        raw["methods"] = {"toy_mode": {"mode": ["half"], "steps": [2]}}
+        grid_run = open_suite(parse_params(raw), "t", run.layout.root)
+        study = tune_study(grid_run, "random", "toy_mode")
+        assert study["trials"][0]["hparams"] == {"lr": 0.1, "mode": "half", "steps": 2}
+        assert len(study["trials"]) == 6 and all(t["hparams"]["mode"] == "half" for t in study["trials"])
+        assert study["tuned"] == ["lr", "steps"] and study["selected"]["mode"] == "half"
+    finally:
+        _REGISTRY.pop("toy_mode", None)
+
+
+def test_a_population_method_is_its_selected_configuration(tuned):
+    """A bare population method name is the configuration the tune stage selected for the protocol (the
+    headline row); ``method[k=v]`` is the base configuration with those values; a bad key fails in one line."""
+    from benchmark.runner.population import _method_config
+
+    run = tuned[0]
+    doc = _doc(run)["protocols"]
+    raw = _raw(["original", "toy_step", "toy_fails"])
+    raw["suites"]["t"]["population"]["methods"] = ["original", "toy_step", "toy_step[steps=2]"]
+    pop_run = open_suite(parse_params(raw), "t", run.layout.root)
+    cells = {(c.protocol, c.method): c for c in expand_cells(pop_run) if c.selected}
+    for protocol in ("random", "class"):
+        method, params_id, hp = _method_config(pop_run, "toy_step", protocol)
+        assert hp == doc[protocol]["toy_step"]["selected"]
+        assert params_id == cells[(protocol, "toy_step")].params_id
+    assert _method_config(pop_run, "toy_step[steps=2]", "random") == (
+        "toy_step", "toy_step[steps=2]", {"lr": 0.1, "steps": 2})
+    with pytest.raises(ConfigError, match="'depth' is not a parameter of toy_step"):
+        _method_config(pop_run, "toy_step[depth=2]", "random")
