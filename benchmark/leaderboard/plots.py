@@ -22,6 +22,7 @@ the data (nothing assumes ``random`` or ``class``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 from pathlib import Path
@@ -38,10 +39,13 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from PIL import Image as PILImage  # noqa: E402
+
 from benchmark.core.status import Status  # noqa: E402
 from benchmark.leaderboard.aggregate import normalise, seed_table, summarise, summarise_steps  # noqa: E402
 from benchmark.leaderboard.headline import headline  # noqa: E402
 from benchmark.leaderboard.population import final_examples  # noqa: E402
+from benchmark.unlearners.base import code_fingerprint  # noqa: E402
 
 __all__ = ["PLOT_KINDS", "VALID_RANGE", "clip_band", "make_plots", "method_styles", "plot_path", "plot_suite",
            "repel"]
@@ -63,6 +67,28 @@ _LINESTYLES = ("-", "--", (0, (3, 1, 1, 1)), (0, (1, 1)))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 _DPI = 110
 _PNG_METADATA = {"Software": None}  # no matplotlib version string: same input, same bytes
+_KEY_FIELD = "unlearn-bench input"  # PNG text chunk: the hash of what the figure was drawn from
+_INPUT_KEY: dict[str, str] = {}  # the key of the suite being drawn (set by plot_suite, read by _save)
+
+
+def _input_key(ok: pd.DataFrame, head: pd.DataFrame, ex: pd.DataFrame, suite: str) -> str:
+    """Hash of everything a suite's figures are drawn from: its rows, its headline, its per-example KLoM,
+    this module's code and the plotting libraries' versions."""
+    h = hashlib.sha256()
+    for frame in (ok, head, ex[ex["suite"] == suite] if "suite" in ex.columns else ex):
+        h.update(frame.to_csv(index=False).encode())
+    h.update(code_fingerprint(Path(__file__).read_bytes()))
+    h.update(f"{matplotlib.__version__} {sns.__version__} {_DPI}".encode())
+    return h.hexdigest()[:32]
+
+
+def _drawn_from(path: Path) -> str | None:
+    """The input key stored in a figure written by :func:`_save` (None: no file or no key)."""
+    try:
+        with PILImage.open(path) as im:
+            return im.text.get(_KEY_FIELD)  # type: ignore[attr-defined]
+    except (OSError, ValueError):
+        return None
 
 
 def plot_path(plots_dir: Path, suite: str, kind: str) -> Path:
@@ -145,7 +171,8 @@ def _save(fig: Figure, path: Path, handles: list, labels: list[str], title: str 
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
                    title=title, fontsize="small", ncol=ncol)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=_DPI, bbox_inches="tight", metadata=_PNG_METADATA)
+    meta = {**_PNG_METADATA, **({_KEY_FIELD: _INPUT_KEY["key"]} if "key" in _INPUT_KEY else {})}
+    fig.savefig(path, format="png", dpi=_DPI, bbox_inches="tight", metadata=meta)
     return path
 
 
@@ -355,7 +382,11 @@ def plot_suite(df: pd.DataFrame, suite: str, plots_dir: Path, head: pd.DataFrame
     """Write the figures of one suite under ``plots_dir``; returns the paths written (in
     :data:`PLOT_KINDS` order). ``head`` is the headline (one row per method; computed from ``df``
     when omitted, then without population columns); ``examples`` the per-example KLoM rows
-    (``<suite>_population_examples.csv``; no CDF without them). Figures with no data are skipped."""
+    (``<suite>_population_examples.csv``; no CDF without them). Figures with no data are skipped.
+
+    Each PNG carries the hash of its inputs (:func:`_input_key`); a figure whose file already holds the
+    current hash is not drawn again (a leaderboard re-render after one suite changed redraws that suite
+    only)."""
     data = normalise(df)
     ok = data[(data["suite"] == suite) & (data["status"] == Status.OK)]
     if ok.empty:
@@ -366,15 +397,22 @@ def plot_suite(df: pd.DataFrame, suite: str, plots_dir: Path, head: pd.DataFrame
     head = head[head["suite"] == suite]
     styles = method_styles(sorted(head["method"].dropna().astype(str).unique()))
     ex = final_examples(examples)
+    key = _input_key(ok, head, ex, suite)
     written: list[Path] = []
     try:
+        _INPUT_KEY["key"] = key
         with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
             for kind, plotter in _PLOTTERS.items():
-                path = plotter(ok, head, suite, plot_path(plots_dir, suite, kind), styles, ex)
+                target = plot_path(plots_dir, suite, kind)
+                if _drawn_from(target) == key:
+                    written.append(target)
+                    continue
+                path = plotter(ok, head, suite, target, styles, ex)
                 if path is not None:
                     written.append(path)
     finally:
         _STEPS_MEMO.clear()
+        _INPUT_KEY.clear()
     return written
 
 

@@ -500,3 +500,36 @@ def test_hand_written_pages_beside_the_leaderboard_are_linked(tmp_path, rendered
     assert "(gpu/README.md)" in (tmp_path / "README.md").read_text()
     assert 'href="gpu/README.md"' in (tmp_path / "index.html").read_text()
     assert (tmp_path / "gpu" / "README.md").read_text() == "# measured elsewhere\n"  # left alone
+
+
+def test_unchanged_figures_are_not_drawn_again(tmp_path):
+    """Each PNG records the hash of its inputs: re-rendering unchanged results draws nothing and writes the
+    same bytes; changing one suite's rows redraws that suite's figures only."""
+    import benchmark.leaderboard.plots as plots_mod
+
+    df = make_results()
+    first = write_leaderboard(df, tmp_path)
+    pngs = {p: p.read_bytes() for p in first if p.suffix == ".png"}
+    suites = sorted(df["suite"].unique())
+    assert len(pngs) >= 2 and len(suites) >= 2
+
+    drawn: list[str] = []
+
+    def recording(plotter):
+        def draw(ok, head, suite, path, styles, ex):
+            out = plotter(ok, head, suite, path, styles, ex)
+            if out is not None:  # a figure without data (no KLoM examples here) is asked for every time
+                drawn.append(suite)
+            return out
+
+        return draw
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots_mod, "_PLOTTERS", {k: recording(f) for k, f in plots_mod._PLOTTERS.items()})
+        again = write_leaderboard(df, tmp_path)
+        assert drawn == [] and [p for p in again if p.suffix == ".png"] == list(pngs)
+        assert all(p.read_bytes() == b for p, b in pngs.items())
+        changed = df.copy()
+        changed.loc[changed["suite"] == suites[0], "tow"] *= 0.5
+        write_leaderboard(changed, tmp_path)
+    assert drawn and set(drawn) == {suites[0]}
