@@ -75,6 +75,14 @@ def _each_suite(fn: Callable, label: str) -> Callable[[argparse.Namespace, Param
     return run
 
 
+def cmd_method_code(args: argparse.Namespace, params: Params) -> None:
+    from benchmark.runner.method_code import write_method_codes
+
+    for suite in _suites(params, args.suite):
+        path, changed = write_method_codes(params, suite, Path(args.root))
+        print(f"{suite}: method code: {path} {'updated' if changed else 'unchanged'}")
+
+
 def _memorize(run, args):  # noqa: ANN001
     from benchmark.runner.memorization import estimate_memorization
 
@@ -276,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--check", action="store_true", help="only verify datasets/ against the hash in datasets.dvc"
+    )
+    add(
+        "method-code",
+        "Write runs/<suite>/method_code.json, the code hash of each method the suite runs (a DVC stage that "
+        "always runs: the stages that run method code depend on the file).",
+        cmd_method_code,
+        suite=True,
     )
     add(
         "memorize",

@@ -38,7 +38,6 @@ import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-
 from PIL import Image as PILImage  # noqa: E402
 
 from benchmark.core.status import Status  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,9 +49,10 @@ TINY_PARAMS = {
 }
 
 
-def sh(*cmd: str, cwd: Path) -> subprocess.CompletedProcess:
+def sh(*cmd: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
+        **(env or {}),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
@@ -63,6 +65,10 @@ def sh(*cmd: str, cwd: Path) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
+
+
+def _rows_without(df: pd.DataFrame, method: str) -> str:
+    return df[df.method != method].reset_index(drop=True).to_csv(index=False)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +113,12 @@ def test_dvc_repro_builds_the_leaderboard(repo: Path):
     assert pop.loc[("class", "original"), "klom_mean"] > pop.loc[("class", "retrain"), "klom_mean"] + 1
     assert (pop.klom_lo <= pop.klom_mean).all() and (pop.klom_mean <= pop.klom_hi).all()
     examples = pd.read_csv(repo / "results" / "tiny-mlp_population_examples.csv")
-    assert set(examples.params_id) == set(POP_METHODS) and examples.klom.notna().all()
+    assert {pid.partition("[")[0] for pid in examples.params_id} == set(POP_METHODS)
+    assert examples.klom.notna().all()
+    # a population method is its headline configuration: the one tuned for that protocol
+    for protocol in ("class", "mislabeled"):
+        picked = df[(df.method == "finetune") & df.selected & (df.protocol == protocol)].params_id.unique()
+        assert list(picked) == [pop.loc[(protocol, "finetune"), "params_id"]]
     for name in ("README.md", "metrics_by_method.json", "index.html", "summary.csv",
                  "dvc_plots/tow_steps.json"):
         assert (repo / "leaderboards" / name).stat().st_size > 0
@@ -122,7 +133,10 @@ def test_dvc_repro_builds_the_leaderboard(repo: Path):
 @pytest.mark.integration
 def test_second_repro_does_nothing(repo: Path):
     out = sh("dvc", "repro", cwd=repo).stdout
-    assert "Running stage" not in out, out
+    ran = [line for line in out.splitlines() if line.startswith("Running stage")]
+    # only the always-run method_code stage, which finds every hash unchanged
+    assert ran == ["Running stage 'method_code@tiny-mlp':"], out
+    assert "method_code.json unchanged" in out, out
 
 
 @pytest.mark.integration
@@ -202,13 +216,18 @@ def test_dvc_exp_run_set_param_reruns_only_that_method(repo: Path):
     from the cell cache), and the experiment's metrics are readable."""
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "baseline", cwd=repo)  # experiments are relative to a commit
+    before = pd.read_csv(repo / "results" / "tiny-mlp.csv")
     out = sh("dvc", "exp", "run", "-S", "methods.finetune.epochs=[2]", cwd=repo).stdout
     assert "Running stage 'unlearn@tiny-mlp'" in out, out
     assert "Running stage 'train@tiny-mlp'" not in out and "Running stage 'gold@tiny-mlp'" not in out, out
-    assert f"{len(PROTOCOLS)} cells run" in out, out  # finetune x protocols x 1 seed
+    # finetune's base configuration changed: its studies start from it (trial 0) and only they run again
+    ran = int(re.search(r"(\d+) trials run", out).group(1))
+    assert 0 < ran <= 6 * len(PROTOCOLS), out
+    assert int(re.search(r"(\d+) cells run", out).group(1)) <= 2 * len(PROTOCOLS), out
     df = pd.read_csv(repo / "results" / "tiny-mlp.csv")
-    assert set(df[(df.method == "finetune") & ~df.selected].params_id) == {"finetune"}
-    assert "Running stage 'tune@tiny-mlp'" not in out or " 0 trials run" in out, out  # no trial re-run
+    assert _rows_without(df, "finetune") == _rows_without(before, "finetune")  # the others unchanged
+    study = yaml.safe_load((repo / "tuning" / "tiny-mlp.yaml").read_text())["protocols"]["class"]["finetune"]
+    assert study["trials"][0]["params"]["epochs"] == 2  # trial 0: the new base
     assert yaml.safe_load((repo / "params.yaml").read_text())["methods"]["finetune"]["epochs"] == [2]
     shown = sh("dvc", "exp", "show", "--no-pager", "--md", cwd=repo).stdout
     assert "tiny-mlp" in shown or "tow" in shown.lower(), shown[:2000]
@@ -244,3 +263,33 @@ def test_adding_a_method_runs_and_judges_exactly_its_cells(repo: Path):
     assert set(new[new.selected].protocol) == set(PROTOCOLS)  # one selected configuration per protocol
     old = after[after.method != "random_label"].reset_index(drop=True)
     assert old.to_csv(index=False) == before.reset_index(drop=True).to_csv(index=False)
+
+
+@pytest.mark.integration
+def test_dvc_sees_a_method_code_change(repo: Path):
+    """Issue 13 item 2: editing what a method runs (as a plugin upgrade does) makes `dvc repro` re-run exactly
+    that method's trials and cells through runs/S/method_code.json; an edit of its docstring re-runs nothing.
+    (Runs last: it edits the test repository's copy of the package, imported through PYTHONPATH.)"""
+    env = {"PYTHONPATH": str(repo)}
+    src = repo / "benchmark" / "unlearners" / "gradient_ascent.py"
+    original = src.read_text()
+    before = pd.read_csv(repo / "results" / "tiny-mlp.csv")
+    mine = before[before.method == "gradient_ascent"]
+    n_cells = len(mine[["protocol", "params_id", "seed"]].drop_duplicates())
+    try:
+        src.write_text(original.replace("Known to over-forget.", "Known to over-forget (docs edit)."))
+        out = sh("dvc", "repro", cwd=repo, env=env).stdout
+        assert "method_code.json unchanged" in out and "Running stage 'unlearn@" not in out, out
+        changed = "        _ = 0  # a code change\n        return train_model("
+        src.write_text(original.replace("        return train_model(", changed))
+        out = sh("dvc", "repro", cwd=repo, env=env).stdout
+        assert "method_code.json updated" in out, out
+        assert f"{6 * len(PROTOCOLS)} trials run" in out, out  # only gradient_ascent's studies
+        assert f"{n_cells} cells run" in out, out  # only its cells
+        assert f"({n_cells} cells judged" in out, out
+        for stage in ("memorize@tiny-mlp", "protocols@tiny-mlp", "train@tiny-mlp", "gold@tiny-mlp"):
+            assert f"Running stage '{stage}'" not in out, out
+        after = pd.read_csv(repo / "results" / "tiny-mlp.csv")
+        assert _rows_without(after, "gradient_ascent") == _rows_without(before, "gradient_ascent")
+    finally:
+        src.write_text(original)

@@ -313,7 +313,7 @@ def test_a_listed_base_configuration_is_trial_zero_and_keeps_its_unsearched_valu
 
 def test_a_population_method_is_its_selected_configuration(tuned):
     """A bare population method name is the configuration the tune stage selected for the protocol (the
-    headline row); ``method[k=v]`` is the base configuration with those values; a bad key fails in one line."""
+    headline row); ``method[k=v]`` is the base configuration with those values; a bad key: one line."""
     from benchmark.runner.population import _method_config
 
     run = tuned[0]
