@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import matplotlib
@@ -77,7 +78,7 @@ def _input_key(ok: pd.DataFrame, head: pd.DataFrame, ex: pd.DataFrame, suite: st
     for frame in (ok, head, ex[ex["suite"] == suite] if "suite" in ex.columns else ex):
         h.update(frame.to_csv(index=False).encode())
     h.update(code_fingerprint(Path(__file__).read_bytes()))
-    h.update(f"{matplotlib.__version__} {sns.__version__} {_DPI}".encode())
+    h.update(f"{metadata.version('matplotlib')} {metadata.version('seaborn')} {_DPI}".encode())
     return h.hexdigest()[:32]
 
 

@@ -120,14 +120,14 @@ class Sandbox:
         from benchmark.unlearners.base import get_unlearner
 
         cls = get_unlearner(cell.method)
-        code = method_code_hash(cls)
-        if self.hashes.get(cell.method, code) != code:
+        digest = method_code_hash(cls)
+        if self.hashes.get(cell.method, digest) != digest:
             self.close()  # the method's code changed in this process (a reload): the child has the old one
         if self.proc is None or self.proc.poll() is not None:
             self.close()
             self.hashes = {}
             self._start()
-        self.hashes[cell.method] = code
+        self.hashes[cell.method] = digest
         assert self.send is not None and self.recv is not None
         job = {
             "params": run.params,
