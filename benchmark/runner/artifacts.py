@@ -28,11 +28,12 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename), so an interrupted run never leaves half a file."""
+def write_json(path: Path, obj: Any, sort_keys: bool = True) -> None:
+    """Write JSON atomically (temp file + rename), so an interrupted run never leaves half a file.
+    ``sort_keys=False`` keeps the mappings' order (a record read back must equal the one written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n")
     tmp.replace(path)
 
 

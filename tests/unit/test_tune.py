@@ -221,7 +221,14 @@ def test_every_method_gets_the_same_budget_and_failures_are_recorded(tuned):
 def test_rerun_computes_nothing_and_a_new_method_tunes_alone(tuned):
     run = tuned[0]
     before = run.layout.tuning_path("t").read_bytes()
-    assert run_tuning(run)["computed"] == 0
+    import benchmark.runner.tuning as tuning_mod
+
+    def no_study(*args, **kwargs):
+        raise AssertionError("a stored study was run again")
+
+    with pytest.MonkeyPatch.context() as mp:  # every study is stored whole: none is rebuilt or run
+        mp.setattr(tuning_mod, "tune_study_unit", no_study)
+        assert run_tuning(run)["computed"] == 0
     assert run.layout.tuning_path("t").read_bytes() == before  # unchanged inputs: the same file
     raw = _raw(["original", "toy_step", "toy_fails", "finetune"])
     more = open_suite(parse_params(raw), "t", run.layout.root)
