@@ -295,7 +295,7 @@ def tune_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any]:
         print(f"[{run.suite.name}] tune {protocol} {method} trial {number + 1}/{n_trials} {how}: "
               f"{rec['params']} -> {shown} ({rec['wall_s']:.1f} s)", file=sys.stderr, flush=True)  # fmt: skip
     best = max(records, key=lambda r: (r["value"], -r["number"]))  # ties: the earliest trial
-    study = {
+    summary = {
         "protocol": protocol,
         "method": method,
         "code_hash": code,
@@ -308,9 +308,9 @@ def tune_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any]:
                  "epochs_equiv": sum(r["epochs_equiv"] for r in records)},  # fmt: skip
         "trials": records,
     }
-    doc = {"key": study_key(run, protocol, method), "study": study}
+    doc = {"key": study_key(run, protocol, method), "study": summary}
     write_json(_study_path(td, protocol, method), doc, sort_keys=False)  # its order is tuning/S.yaml's
-    return {**study, "computed": computed}
+    return {**summary, "computed": computed}
 
 
 def tune_study_unit(run: SuiteRun, unit: Unit) -> dict[str, Any]:
