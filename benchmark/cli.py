@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "method-code",
-        "Write runs/<suite>/method_code.json, the code hash of each method the suite runs (a DVC stage that "
+        "Write runs/method_code/<suite>.json, the code hash of each method the suite runs (a DVC stage that "
         "always runs: the stages that run method code depend on the file).",
         cmd_method_code,
         suite=True,

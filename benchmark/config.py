@@ -155,6 +155,9 @@ class ExecutorConfig:
     GPUs only for a suite whose device resolved (on the driver) to CUDA, ``gpus_per_task`` each (None: 1).
     ``max_retries``: re-runs of a unit whose worker died or that raised, before it counts as failed.
     ``torch_threads``: intra-op threads while a unit runs (None: ``UNLEARN_BENCH_THREADS``, default 1).
+    ``min_units``: a stage with fewer pending units than this runs them in-process even with ``kind: ray``
+    and a private local instance (starting Ray and its workers costs ~10 s on 2 cores, more than a handful
+    of short units gains); never when joining a cluster (``address``).
     None of these enter a cache key: where a unit runs never changes what it computes.
     """
 
@@ -165,6 +168,7 @@ class ExecutorConfig:
     gpus_per_task: float | None = None
     max_retries: int = 2
     torch_threads: int | None = None
+    min_units: int = 16
 
     def __post_init__(self) -> None:
         key = "executor"
@@ -175,7 +179,7 @@ class ExecutorConfig:
             raise ConfigError(f"{key}.address: only valid with kind 'ray'")
         if self.address is not None and self.num_cpus is not None:
             raise ConfigError(f"{key}.num_cpus: the cluster's own when joining one (address is set)")
-        for name, lo in (("num_cpus", 1), ("max_retries", 0), ("torch_threads", 1)):
+        for name, lo in (("num_cpus", 1), ("max_retries", 0), ("torch_threads", 1), ("min_units", 1)):
             v = getattr(self, name)
             if v is not None and v < lo:
                 raise ConfigError(f"{key}.{name}: must be >= {lo}, got {v}")
@@ -534,6 +538,7 @@ def _executor(d: Any) -> ExecutorConfig:
         gpus_per_task=_typed(d, "gpus_per_task", key, float),
         max_retries=_typed(d, "max_retries", key, int, 2),
         torch_threads=_typed(d, "torch_threads", key, int),
+        min_units=_typed(d, "min_units", key, int, 16),
     )
 
 

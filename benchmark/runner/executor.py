@@ -143,7 +143,7 @@ def run_units(
         return []
     progress = _Progress(len(units), desc)
     try:
-        if executor.kind == "local":
+        if executor.kind == "local" or executor.address is None and len(units) < executor.min_units:
             return _run_local(units, fn, executor, run, progress, on_result)
         if executor.kind == "ray":
             return _run_ray(units, fn, executor, run, progress, on_result)

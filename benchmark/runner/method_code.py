@@ -51,11 +51,11 @@ def suite_method_codes(params: Params, suite: str) -> dict[str, dict[str, str]]:
 
 
 def write_method_codes(params: Params, suite: str, root: Path) -> tuple[Path, bool]:
-    """Stage ``method_code``: write ``runs/<suite>/method_code.json`` (the code hash of each of the suite's
+    """Stage ``method_code``: write ``runs/method_code/<suite>.json`` (the code hash of each of the suite's
     methods) when it changed. DVC runs this stage every time (``always_changed``) and the stages that run
     method code depend on the file, so an upgraded plugin or an edited built-in re-runs the suites that use
     it, and only their changed cells (the cell keys hold the same hash); returns (path, changed)."""
-    path = Layout(root).suite_dir(suite) / "method_code.json"
+    path = Layout(root).root / "runs" / "method_code" / f"{suite}.json"
     doc = {"suite": suite, "methods": suite_method_codes(params, suite)}
     text = json.dumps(doc, indent=1, sort_keys=True)
     if path.exists() and path.read_text() == text + "\n":

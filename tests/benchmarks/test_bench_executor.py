@@ -48,7 +48,7 @@ SUITE = "digits-mlp"
 METHODS = ["finetune", "gradient_ascent", "neggrad_plus", "random_label", "salun", "l1_sparse",
            "bad_teacher", "cure_newton_stochastic"]  # fmt: skip
 PROTOCOLS = ["class", "random"]
-RAY = ExecutorConfig(kind="ray", num_cpus=2, max_retries=0)
+RAY = ExecutorConfig(kind="ray", num_cpus=2, max_retries=0, min_units=1)
 EXECUTORS = {"local": ExecutorConfig(), "ray-cold": RAY, "ray-warm": RAY}
 
 

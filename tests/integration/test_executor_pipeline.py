@@ -46,7 +46,7 @@ TIMING = {"wall_s", "cpu_s", "peak_rss_mb", "cuda_peak_mb"}  # measured, so they
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ensure_ray(ExecutorConfig(kind="ray", num_cpus=2))
+    ensure_ray(ExecutorConfig(kind="ray", num_cpus=2, min_units=1))
     yield
     ray.shutdown()
 
@@ -73,7 +73,7 @@ def _strip(obj):
 @pytest.mark.integration
 def test_ray_and_local_write_identical_artifacts(ray_instance, tmp_path):
     local = _pipeline(tmp_path / "local", ExecutorConfig())
-    remote = _pipeline(tmp_path / "ray", ExecutorConfig(kind="ray", num_cpus=2))
+    remote = _pipeline(tmp_path / "ray", ExecutorConfig(kind="ray", num_cpus=2, min_units=1))
     assert local == remote == {"originals": 2, "gold": 8, "run": 20, "cached": 0}
 
     runs = {name: tmp_path / name / "runs" / "tiny" for name in ("local", "ray")}
@@ -95,14 +95,15 @@ def test_ray_and_local_write_identical_artifacts(ray_instance, tmp_path):
     assert len(results) == 20 and all(r["status"] == "ok" for res in results for r in res["requests"])
 
     # finished work is detected before submission: a second pass submits nothing
-    again = _pipeline(tmp_path / "ray", ExecutorConfig(kind="ray", num_cpus=2))
+    again = _pipeline(tmp_path / "ray", ExecutorConfig(kind="ray", num_cpus=2, min_units=1))
     assert again == {"originals": 0, "gold": 0, "run": 0, "cached": 20}
 
 
 @pytest.mark.integration
 def test_cli_runs_a_stage_on_ray_and_resumes_only_missing_cells(ray_instance, tmp_path, capsys):
     _pipeline(tmp_path, ExecutorConfig())
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(RAW))
+    raw = {**RAW, "executor": {"kind": "local", "min_units": 1}}  # one pending cell: still on Ray below
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     victim = next((tmp_path / "runs" / "tiny" / "cells" / "class").glob("finetune*/seed1/result.json"))
     before = _strip(read_json(victim))
     victim.unlink()
@@ -112,3 +113,15 @@ def test_cli_runs_a_stage_on_ray_and_resumes_only_missing_cells(ray_instance, tm
     out = capsys.readouterr().out
     assert "tiny: unlearn: 1 cells run, 19 reused" in out and "tiny: gold: 0 retrained" in out, out
     assert _strip(read_json(victim)) == before  # recomputed on a Ray worker: the same result
+
+
+@pytest.mark.integration
+def test_a_few_pending_units_run_in_process_without_starting_ray(tmp_path):
+    """``min_units``: a stage with fewer pending units runs them in-process (no Ray start-up for a few)."""
+    if ray.is_initialized():
+        ray.shutdown()
+    params = parse_params({**RAW, "executor": {"kind": "ray", "num_cpus": 2, "min_units": 16}})
+    fetch_dataset(params, "digits", Layout(tmp_path))
+    run = open_suite(params, "tiny", tmp_path)
+    write_protocols(run)
+    assert 0 < train_originals(run) < 16 and not ray.is_initialized()  # fewer than 16 units: in-process

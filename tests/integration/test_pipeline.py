@@ -135,8 +135,8 @@ def test_second_repro_does_nothing(repo: Path):
     out = sh("dvc", "repro", cwd=repo).stdout
     ran = [line for line in out.splitlines() if line.startswith("Running stage")]
     # only the always-run method_code stage, which finds every hash unchanged
-    assert ran == ["Running stage 'method_code@tiny-mlp':"], out
-    assert "method_code.json unchanged" in out, out
+    assert ran == ["Running stage 'method_code':"], out
+    assert "tiny-mlp.json unchanged" in out, out
 
 
 @pytest.mark.integration
@@ -268,7 +268,7 @@ def test_adding_a_method_runs_and_judges_exactly_its_cells(repo: Path):
 @pytest.mark.integration
 def test_dvc_sees_a_method_code_change(repo: Path):
     """Issue 13 item 2: editing what a method runs (as a plugin upgrade does) makes `dvc repro` re-run exactly
-    that method's trials and cells through runs/S/method_code.json; an edit of its docstring re-runs nothing.
+    that method's trials and cells through runs/method_code/S.json; an edit of its docstring re-runs nothing.
     (Runs last: it edits the test repository's copy of the package, imported through PYTHONPATH.)"""
     env = {"PYTHONPATH": str(repo)}
     src = repo / "benchmark" / "unlearners" / "gradient_ascent.py"
@@ -279,11 +279,11 @@ def test_dvc_sees_a_method_code_change(repo: Path):
     try:
         src.write_text(original.replace("Known to over-forget.", "Known to over-forget (docs edit)."))
         out = sh("dvc", "repro", cwd=repo, env=env).stdout
-        assert "method_code.json unchanged" in out and "Running stage 'unlearn@" not in out, out
+        assert "tiny-mlp.json unchanged" in out and "Running stage 'unlearn@" not in out, out
         changed = "        _ = 0  # a code change\n        return train_model("
         src.write_text(original.replace("        return train_model(", changed))
         out = sh("dvc", "repro", cwd=repo, env=env).stdout
-        assert "method_code.json updated" in out, out
+        assert "tiny-mlp.json updated" in out, out
         assert f"{6 * len(PROTOCOLS)} trials run" in out, out  # only gradient_ascent's studies
         assert f"{n_cells} cells run" in out, out  # only its cells
         assert f"({n_cells} cells judged" in out, out

@@ -20,7 +20,7 @@ def test_default_params_are_valid(raw):
     for suite in params.suites.values():
         assert len(suite.seeds) >= 5
         assert {"random", "class", "memorized"} <= set(suite.protocols)
-        assert suite.population is not None and suite.population.models >= 30
+        assert suite.population is not None and suite.population.models >= 20  # KLoM CI < 10 % of the gap
         expected = {"original", "retrain", "finetune", "gradient_ascent", "cure_newton_krylov"}
         assert expected <= set(suite.methods)
     assert all(p.requests == 5 for p in params.protocols.values())

@@ -21,7 +21,7 @@ from benchmark.runner.executor import Unit, UnitResult, UnitsFailed, ensure_ray,
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 LOCAL = ExecutorConfig()
-RAY = ExecutorConfig(kind="ray", num_cpus=2, max_retries=2)
+RAY = ExecutorConfig(kind="ray", num_cpus=2, max_retries=2, min_units=1)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_a_killed_worker_is_retried_and_no_finished_work_is_lost(ray_instance, t
 
 
 def test_a_worker_that_always_dies_becomes_a_failed_result(ray_instance):
-    cfg = ExecutorConfig(kind="ray", num_cpus=2, max_retries=1)
+    cfg = ExecutorConfig(kind="ray", num_cpus=2, max_retries=1, min_units=1)
     results = run_units(
         [Unit("probe", "doomed", "none", {})] + probes(2), _dispatch, executor=cfg, desc="doomed"
     )

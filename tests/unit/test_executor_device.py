@@ -40,7 +40,7 @@ RAW = {
         }
     },
 }
-RAY = ExecutorConfig(kind="ray", max_retries=0)
+RAY = ExecutorConfig(kind="ray", max_retries=0, min_units=1)
 
 
 def _params(**executor):
