@@ -95,6 +95,10 @@ class Layout:
     def suite_dir(self, suite: str) -> Path:
         return self.root / "runs" / suite
 
+    def method_code_path(self, suite: str) -> Path:
+        """The code hashes of the methods a suite runs (the ``method_code`` stage)."""
+        return self.root / "runs" / "method_code" / f"{suite}.json"
+
     def protocols_dir(self, suite: str) -> Path:
         return self.suite_dir(suite) / "protocols"
 

@@ -11,11 +11,10 @@ next process, i.e. the next stage.
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 
 from benchmark.config import Params
-from benchmark.runner.artifacts import Layout
+from benchmark.runner.artifacts import Layout, read_json, write_json
 from benchmark.unlearners.base import Unlearner, get_unlearner
 
 _MEMO: dict[tuple[type, object], tuple[tuple[int, int], str]] = {}
@@ -55,13 +54,9 @@ def write_method_codes(params: Params, suite: str, root: Path) -> tuple[Path, bo
     methods) when it changed. DVC runs this stage every time (``always_changed``) and the stages that run
     method code depend on the file, so an upgraded plugin or an edited built-in re-runs the suites that use
     it, and only their changed cells (the cell keys hold the same hash); returns (path, changed)."""
-    path = Layout(root).root / "runs" / "method_code" / f"{suite}.json"
+    path = Layout(root).method_code_path(suite)
     doc = {"suite": suite, "methods": suite_method_codes(params, suite)}
-    text = json.dumps(doc, indent=1, sort_keys=True)
-    if path.exists() and path.read_text() == text + "\n":
+    if path.exists() and read_json(path) == doc:
         return path, False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(path)
+    write_json(path, doc)
     return path, True

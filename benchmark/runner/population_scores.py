@@ -15,6 +15,7 @@ both sides. The ``retrain`` row (another retrain) is the noise floor. Writes
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,25 +109,31 @@ SUMMARY_COLUMNS = ("suite", "protocol", "method", "params_id", "step", "status",
 EXAMPLE_COLUMNS = ("suite", "protocol", "params_id", "step", "index", "klom")
 
 
-def _group_key(run: SuiteRun, p: str, ref: list[Member], members: list[Member], params_id: str,
-               n_boot: int) -> str:
-    """The key of one (protocol, method) group's scores: the sidecars of its members and of the reference
-    retrains (each holds its member key and status), the evaluation code and this module, the bootstrap."""
-    def sidecars(ms: list[Member]) -> list[str]:
-        out = []
-        for m in ms:
-            meta = member_path(run, m).with_suffix(".json")
-            if not meta.exists():
-                raise FileNotFoundError(f"{meta}: population member missing; run `unlearn-bench population`")
-            out.append(file_hash(meta))
-        return out
+def _sidecar_hashes(run: SuiteRun, members: list[Member]) -> list[str]:
+    """The hashes of the members' sidecars (each holds its member key and status)."""
+    out = []
+    for m in members:
+        meta = member_path(run, m).with_suffix(".json")
+        if not meta.exists():
+            raise FileNotFoundError(f"{meta}: population member missing; run `unlearn-bench population`")
+        out.append(file_hash(meta))
+    return out
 
-    return stable_hash({"ref": sidecars(ref), "members": sidecars(members), "params_id": params_id,
-                        "n_boot": n_boot, "code": metric_code_hash(), "scores": _SCORES_CODE,
+
+def _group_key(
+    run: SuiteRun, ref_hashes: list[str], members: list[Member], params_id: str, n_boot: int
+) -> str:
+    """The key of one (protocol, method) group's scores: the sidecars of its members and of the reference
+    retrains (``ref_hashes``, hashed once per protocol), the evaluation code, this module, the bootstrap."""
+    return stable_hash({"ref": ref_hashes, "members": _sidecar_hashes(run, members), "params_id": params_id,
+                        "n_boot": n_boot, "code": metric_code_hash(), "scores": _scores_code(),
                         "suite": [run.suite.name, run.data_key]})  # fmt: skip
 
 
-_SCORES_CODE = tree_hash(Path(__file__).resolve().parents[1], ("runner/population_scores.py",))
+@functools.cache
+def _scores_code() -> str:
+    """The code fingerprint of this module (part of every group key), computed once per process."""
+    return tree_hash(Path(__file__).resolve().parents[1], ("runner/population_scores.py",))
 
 
 def _score_group(run: SuiteRun, p: str, method: str, params_id: str, members: list[Member], ref: _Outputs,
@@ -178,11 +185,12 @@ def score_population(run: SuiteRun, n_boot: int = 400) -> tuple[pd.DataFrame, pd
         k = run.protocol(p).requests
         ref_members = [Member("gold", p, i) for i in range(pop.models)]
         ref: _Outputs | None = None
+        ref_hashes = _sidecar_hashes(run, ref_members)
         forget_idx = run.request(p, POP, k).forget_all.indices.numpy()
         floor = math.nan
         rows: list[dict[str, Any]] = []
         for method, params_id, members in _method_groups(run, p):
-            key = _group_key(run, p, ref_members, members, params_id, n_boot)
+            key = _group_key(run, ref_hashes, members, params_id, n_boot)
             path = cache_dir / p / f"{slug(params_id)}.json"
             cached = read_json(path) if path.exists() else {}
             if cached.get("key") == key:

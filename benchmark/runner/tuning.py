@@ -245,20 +245,22 @@ def study_key(run: SuiteRun, protocol: str, method: str) -> str:
     })  # fmt: skip
 
 
-def cached_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any] | None:
-    """The stored study of (``protocol``, ``method``) if it is current (:func:`study_key`), else None."""
+def cached_study(run: SuiteRun, protocol: str, method: str, key: str | None = None) -> dict[str, Any] | None:
+    """The stored study of (``protocol``, ``method``) if it holds ``key`` (default: the current
+    :func:`study_key`), else None."""
     path = _study_path(tuning_data(run), protocol, method)
     if not path.exists():
         return None
     doc = read_json(path)
-    if doc.get("key") != study_key(run, protocol, method):
+    if doc.get("key") != (key or study_key(run, protocol, method)):
         return None
     return {**doc["study"], "computed": 0}
 
 
 def tune_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any]:
     """The study of (suite, ``protocol``, ``method``): its trials (cached ones reused) and the selection."""
-    hit = cached_study(run, protocol, method)
+    skey = study_key(run, protocol, method)
+    hit = cached_study(run, protocol, method, skey)
     if hit is not None:
         return hit
     td = tuning_data(run)
@@ -308,7 +310,7 @@ def tune_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any]:
                  "epochs_equiv": sum(r["epochs_equiv"] for r in records)},  # fmt: skip
         "trials": records,
     }
-    doc = {"key": study_key(run, protocol, method), "study": summary}
+    doc = {"key": skey, "study": summary}
     write_json(_study_path(td, protocol, method), doc, sort_keys=False)  # its order is tuning/S.yaml's
     return {**summary, "computed": computed}
 
