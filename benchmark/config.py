@@ -16,7 +16,8 @@ Layout::
     cost:       {hvp_grad_ratio, fwd_grad_ratio}          # one HVP / one forward pass, in gradient passes
     executor:   {kind: local|ray, address?, num_cpus?, cpus_per_task?, gpus_per_task?, max_retries?,
                  torch_threads?}                          # how the grid stages run their units (optional)
-    tuning:     {seeds, trials, sampler: tpe|random, sampler_seed, validation_fraction, validation_seed}
+    tuning:     {seeds, trials, sampler: tpe|random, sampler_seed, validation_fraction, validation_seed,
+                 max_retain_drop: fraction in (0, 1) | null}
                                                           # hyperparameter selection (optional; see below)
 """
 
@@ -199,7 +200,8 @@ class TuningConfig:
     seed); ``trials``: the same number of Optuna trials for every method (trial 0 = its default);
     ``sampler``: ``tpe`` or ``random``, seeded from ``sampler_seed``; ``validation_fraction`` of the
     training set (stratified, seeded by ``validation_seed``) is held out to measure accuracy: the test
-    split is never read.
+    split is never read. ``max_retain_drop``: a configuration whose retain accuracy falls more than this
+    below the tuning gold model's at any request is infeasible (an Optuna constraint; None: no constraint).
     """
 
     seeds: tuple[int, ...] = (100,)
@@ -208,6 +210,7 @@ class TuningConfig:
     sampler_seed: int = 0
     validation_fraction: float = 0.1
     validation_seed: int = 0
+    max_retain_drop: float | None = 0.05
 
 
 @dataclass(frozen=True)
@@ -590,6 +593,7 @@ def _tuning(
         sampler_seed=_typed(d, "sampler_seed", key, int, 0),
         validation_fraction=fraction,
         validation_seed=_typed(d, "validation_seed", key, int, 0),
+        max_retain_drop=_fraction(d, "max_retain_drop", key, 0.05),  # null in the file: None, no constraint
     )
 
 

@@ -13,6 +13,18 @@ over the tuning seeds S and the K sequential requests (:func:`benchmark.metrics.
 NeurIPS 2024), u the unlearned model after request k, r the tuning gold model of step k, ``a_v`` the
 validation accuracy. Maximised.
 
+**Utility constraint** (``tuning.max_retain_drop`` = :math:`\\delta_r`, default 0.05; ``null`` turns it
+off). A trial is *feasible* iff its retain accuracy stays within :math:`\\delta_r` of the tuning gold
+model's at every seed and request, :math:`c = \\max_{s,k}\\,(a_r(r) - a_r(u)) - \\delta_r \\le 0`. ToW
+multiplies the three gaps, so without it a configuration that wrecks the retained data can still win by
+forgetting a whole class (measured before the constraint: tuned SSD kept 0.68–0.92 retain accuracy on five
+of seven suite × protocol pairs; gradient ascent and Fisher forgetting 0.76–0.81 on MNIST-5k memorized),
+which no user would deploy; the competition's score (Triantafillou et al. 2024) likewise multiplies
+forgetting by utility. The constraint is Optuna's own (``create_trial(constraints=...)``): TPE treats
+infeasible trials as worse than every feasible one, and the selection is the best feasible trial; when no
+trial is feasible, the one with the smallest violation (ties: higher objective). The same rule for every
+method.
+
 **Budget.** Every method gets exactly ``tuning.trials`` trials (a method without a tuned parameter: one, its
 default). Trial 0 is the method's base configuration in the suite
 (:func:`benchmark.runner.cells.base_config`: the first configuration ``methods:`` lists, else its built-in
@@ -123,10 +135,12 @@ def _inside(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:
 
 
 def _rebuilt_study(
-    records: list[dict[str, Any]], dists: dict[str, Any], sampler: optuna.samplers.BaseSampler
+    records: list[dict[str, Any]], dists: dict[str, Any], sampler: optuna.samplers.BaseSampler,
+    max_retain_drop: float | None = None,
 ) -> optuna.Study:
     """An in-memory study holding the finished ``records`` (values outside the search space, e.g. a default
-    outside its range, are recorded but not shown to the sampler)."""
+    outside its range, are recorded but not shown to the sampler), with their utility constraint when
+    ``max_retain_drop`` is set."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for r in records:
@@ -135,8 +149,11 @@ def _rebuilt_study(
             continue
         ok = r["status"] == "ok"
         state = optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.PRUNED
+        constrained = ok and max_retain_drop is not None
+        constraints = {"retain_drop": violation(r, max_retain_drop)} if constrained else None
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, state=state,
-                                                  value=r["value"] if ok else None))  # fmt: skip
+                                                  value=r["value"] if ok else None,
+                                                  constraints=constraints))  # fmt: skip
     return study
 
 
@@ -174,10 +191,11 @@ def run_trial(run: SuiteRun, td: TuningData, protocol: str, method: str, hparams
     cls = get_unlearner(method)
     wall, work = 0.0, 0.0
     tows: list[list[float]] = []
+    drops: list[float] = []  # gold's retain accuracy minus the unlearned model's, every seed and step
 
     def failed(reason: str) -> dict[str, Any]:
         return {"status": "failed", "reason": reason, "value": -math.inf, "tow": tows, "wall_s": wall,
-                "epochs_equiv": work}  # fmt: skip
+                "epochs_equiv": work, "retain_drop": math.inf}  # fmt: skip
 
     try:
         unlearner = cls(**hparams)
@@ -213,11 +231,32 @@ def run_trial(run: SuiteRun, td: TuningData, protocol: str, method: str, hparams
             u = td.accuracies(model, protocol, seed, step)
             g = td.gold_accuracies(protocol, seed, step)
             per_step.append(tow(u[0], u[1], u[2], g[0], g[1], g[2]))
+            drops.append(g[1] - u[1])
         tows.append(per_step)
     value = float(sum(sum(t) / len(t) for t in tows) / len(tows))
     if not math.isfinite(value):
         return failed("non-finite ToW")
-    return {"status": "ok", "reason": "", "value": value, "tow": tows, "wall_s": wall, "epochs_equiv": work}
+    return {"status": "ok", "reason": "", "value": value, "tow": tows, "wall_s": wall, "epochs_equiv": work,
+            "retain_drop": max(drops)}  # fmt: skip
+
+
+def violation(record: dict[str, Any], max_retain_drop: float | None) -> float:
+    """The trial's constraint value c = retain_drop - ``max_retain_drop`` (feasible iff c <= 0; 0 without a
+    constraint; +inf for a failed trial)."""
+    if record["status"] != "ok":
+        return math.inf
+    if max_retain_drop is None:
+        return 0.0
+    return float(record["retain_drop"]) - max_retain_drop
+
+
+def select_trial(records: list[dict[str, Any]], max_retain_drop: float | None) -> dict[str, Any]:
+    """The selected record: the best objective among feasible trials (ties: the earliest); when none is
+    feasible, the smallest violation (then the higher objective, then the earliest)."""
+    def rank(r: dict[str, Any]) -> tuple[float, float, int]:
+        return (max(0.0, violation(r, max_retain_drop)), -r["value"], r["number"])
+
+    return min(records, key=rank)
 
 
 # --- one study ---------------------------------------------------------------------------------------------
@@ -241,6 +280,7 @@ def study_key(run: SuiteRun, protocol: str, method: str) -> str:
         "trial0": trial_key(run, td, protocol, method, base_config(run, method), method_code_hash(cls)),
         "space": {k: repr(v) for k, v in sorted(space.items())},
         "trials": td.cfg.trials, "sampler": td.cfg.sampler, "sampler_seed": td.cfg.sampler_seed,
+        "max_retain_drop": td.cfg.max_retain_drop,
         "optuna": optuna.__version__, "study": [run.suite.name, protocol, method],
     })  # fmt: skip
 
@@ -277,26 +317,32 @@ def tune_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any]:
         hp = dict(default)
         if number > 0:
             seed = study_seed(cfg.sampler_seed, run.suite.name, protocol, method, number)
-            study = _rebuilt_study(records, dists, _sampler(cfg.sampler, seed, cfg.trials))
+            sampler = _sampler(cfg.sampler, seed, cfg.trials)
+            study = _rebuilt_study(records, dists, sampler, cfg.max_retain_drop)
             trial = study.ask()
             hp.update({k: _round(p.suggest(trial, k), dists[k]) for k, p in space.items()})
         key = trial_key(run, td, protocol, method, hp, code)
         path = _trial_path(td, protocol, method, key)
-        if path.exists() and read_json(path).get("key") == key:
-            result = read_json(path)
+        cached = read_json(path) if path.exists() else {}
+        if cached.get("key") == key and "retain_drop" in cached:  # records before the constraint lack it
+            result = cached
             how = "cached"
         else:
             result = {"key": key, "hparams": hp, **run_trial(run, td, protocol, method, hp)}
             write_json(path, result)
             computed += 1
             how = "ran"
+        stats = ("status", "reason", "value", "wall_s", "epochs_equiv", "retain_drop")
         rec = {"number": number, "params": {k: hp[k] for k in space}, "hparams": hp, "key": key,
-               **{k: result[k] for k in ("status", "reason", "value", "wall_s", "epochs_equiv")}}  # fmt: skip
+               **{k: result[k] for k in stats}}  # fmt: skip
+        rec["feasible"] = violation(rec, cfg.max_retain_drop) <= 0
         records.append(rec)
         shown = f"{rec['value']:.4f}" if rec["status"] == "ok" else f"failed ({rec['reason'][:80]})"
+        if rec["status"] == "ok" and not rec["feasible"]:
+            shown += f" infeasible (retain -{rec['retain_drop']:.3f})"
         print(f"[{run.suite.name}] tune {protocol} {method} trial {number + 1}/{n_trials} {how}: "
               f"{rec['params']} -> {shown} ({rec['wall_s']:.1f} s)", file=sys.stderr, flush=True)  # fmt: skip
-    best = max(records, key=lambda r: (r["value"], -r["number"]))  # ties: the earliest trial
+    best = select_trial(records, cfg.max_retain_drop)
     summary = {
         "protocol": protocol,
         "method": method,
@@ -305,6 +351,7 @@ def tune_study(run: SuiteRun, protocol: str, method: str) -> dict[str, Any]:
         "selected": best["hparams"],
         "best_trial": best["number"],
         "best_value": best["value"],
+        "feasible": bool(best["feasible"]),
         "n_trials": n_trials,
         "cost": {"wall_s": sum(r["wall_s"] for r in records),
                  "epochs_equiv": sum(r["epochs_equiv"] for r in records)},  # fmt: skip
@@ -358,7 +405,7 @@ def write_selection(run: SuiteRun, studies: list[dict[str, Any]]) -> dict[str, A
 
         suite: NAME
         objective: tow_auc_val
-        config: {seeds, trials, sampler, sampler_seed, validation_fraction, validation_seed}
+        config: {seeds, trials, sampler, sampler_seed, validation_fraction, validation_seed, max_retain_drop}
         protocols:
           PROTOCOL:
             METHOD:
@@ -366,12 +413,13 @@ def write_selection(run: SuiteRun, studies: list[dict[str, Any]]) -> dict[str, A
               tuned: [PARAM, ...]               # the sampled ones
               best_value: 0.93                  # objective of the selected trial
               best_trial: 2
+              feasible: true                    # false: no trial met the utility constraint
               n_trials: 6
               cost: {wall_s: 12.3, epochs_equiv: 4.5}
               code_hash: 16 hex
               trials:
               - {number: 0, params: {...}, status: ok, reason: '', value: 0.91, wall_s: 2.0,
-                 epochs_equiv: 0.7}
+                 epochs_equiv: 0.7, retain_drop: 0.004, feasible: true}
 
     Values come from the cached trials only (no timestamps), so an unchanged re-run rewrites the same
     bytes."""
@@ -381,17 +429,19 @@ def write_selection(run: SuiteRun, studies: list[dict[str, Any]]) -> dict[str, A
         "objective": OBJECTIVE,
         "config": {"seeds": list(td.cfg.seeds), "trials": td.cfg.trials, "sampler": td.cfg.sampler,
                    "sampler_seed": td.cfg.sampler_seed, "validation_fraction": td.cfg.validation_fraction,
-                   "validation_seed": td.cfg.validation_seed},  # fmt: skip
+                   "validation_seed": td.cfg.validation_seed,
+                   "max_retain_drop": td.cfg.max_retain_drop},  # fmt: skip
         "protocols": {},
     }
     for st in studies:
         # hyperparameters verbatim (the unlearn grid compares them with its configurations), figures rounded
         entry = {"selected": _plain(st["selected"]), "tuned": list(st["tuned"])}
-        entry.update(_clean({k: st[k] for k in ("best_value", "best_trial", "n_trials", "cost")}))
+        entry.update(_clean({k: st[k] for k in ("best_value", "best_trial", "feasible", "n_trials", "cost")
+                             if k in st}))
         entry["code_hash"] = st["code_hash"]
-        stats = ("status", "reason", "value", "wall_s", "epochs_equiv")
+        stats = ("status", "reason", "value", "wall_s", "epochs_equiv", "retain_drop", "feasible")
         entry["trials"] = [{"number": r["number"], "params": _plain(r["params"]),
-                            **_clean({k: r[k] for k in stats})} for r in st["trials"]]  # fmt: skip
+                            **_clean({k: r[k] for k in stats if k in r})} for r in st["trials"]]  # fmt: skip
         doc["protocols"].setdefault(st["protocol"], {})[st["method"]] = entry
     path = run.layout.tuning_path(run.suite.name)
     path.parent.mkdir(parents=True, exist_ok=True)

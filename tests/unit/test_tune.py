@@ -129,6 +129,8 @@ def _doc(run) -> dict:
         ({"trials": 5}, {}, r"^tuning\.trials: must be >= 6"),
         ({"validation_fraction": 1.0}, {}, r"^tuning\.validation_fraction: must be in \(0, 1\)"),
         ({"sampler": "grid"}, {}, r"^tuning\.sampler: unknown sampler"),
+        ({"max_retain_drop": 1.5}, {}, r"^tuning\.max_retain_drop: must be in \(0, 1\)"),
+        ({"max_retain_drop": "5%"}, {}, r"^tuning\.max_retain_drop: expected float"),
     ],
 )
 def test_validate_rejects_bad_tuning(tuning, suite, match):
@@ -144,6 +146,12 @@ def test_validate_rejects_a_protocols_fixed_seed():
     raw["protocols"]["random"]["seed"] = 100
     with pytest.raises(ConfigError, match=r"^tuning\.seeds: seed 100 .*protocols\.random\.seed"):
         parse_params(raw)
+
+
+def test_the_utility_constraint_defaults_to_five_points_and_null_turns_it_off():
+    assert parse_params(_raw(["original"])).tuning.max_retain_drop == 0.05
+    assert parse_params(_raw(["original"], max_retain_drop=None)).tuning.max_retain_drop is None
+    assert parse_params(_raw(["original"], max_retain_drop=0.02)).tuning.max_retain_drop == 0.02
 
 
 def test_validate_accepts_the_repository_params():
@@ -203,7 +211,9 @@ def test_every_method_gets_the_same_budget_and_failures_are_recorded(tuned):
         assert step["trials"][0]["params"] == {"lr": 0.1, "steps": 1}  # trial 0: the default
         assert step["tuned"] == ["lr", "steps"]
         ok = [t for t in step["trials"] if t["status"] == "ok"]
-        assert step["best_value"] == max(t["value"] for t in ok)
+        feasible = [t for t in ok if t["feasible"]]
+        assert step["best_value"] == max(t["value"] for t in feasible or ok)
+        assert step["feasible"] == bool(feasible)
         assert 0 <= step["best_value"] <= 1
         assert step["cost"]["epochs_equiv"] > 0 and step["cost"]["wall_s"] > 0
         assert step["selected"] == {**step["trials"][step["best_trial"]]["params"]}
@@ -216,6 +226,63 @@ def test_every_method_gets_the_same_budget_and_failures_are_recorded(tuned):
         # no tuned parameter: one trial, its default
         orig = doc["protocols"][protocol]["original"]
         assert orig["n_trials"] == 1 and orig["tuned"] == [] and len(orig["trials"]) == 1
+
+
+# --- utility constraint ------------------------------------------------------------------------------------
+def _records(rng: np.random.Generator, n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        ok = rng.random() > 0.15
+        out.append({"number": i, "params": {"lr": float(rng.uniform(0.01, 1.0))},
+                    "status": "ok" if ok else "failed", "value": float(rng.random()) if ok else -math.inf,
+                    "retain_drop": float(rng.uniform(-0.01, 0.1)) if ok else math.inf})
+    return out
+
+
+def test_the_selection_is_optunas_best_feasible_trial():
+    """``select_trial`` against Optuna's own constrained ``best_trial`` on the same records (random records,
+    some infeasible, some failed), and its rule when nothing is feasible: the smallest violation."""
+    import optuna
+
+    from benchmark.runner.tuning import _rebuilt_study, select_trial
+
+    dists = {"lr": optuna.distributions.FloatDistribution(0.01, 1.0)}
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(200):
+        records = _records(rng, 6)
+        feasible = [r for r in records if r["status"] == "ok" and r["retain_drop"] <= 0.05]
+        if not feasible:
+            continue
+        study = _rebuilt_study(records, dists, optuna.samplers.RandomSampler(seed=0), 0.05)
+        assert select_trial(records, 0.05)["number"] == study.best_trial.number
+        assert select_trial(records, None)["value"] == max(r["value"] for r in records)  # no constraint
+        checked += 1
+    assert checked > 100
+    none_ok = [{"number": 0, "status": "ok", "value": 0.9, "retain_drop": 0.30},
+               {"number": 1, "status": "ok", "value": 0.2, "retain_drop": 0.08},
+               {"number": 2, "status": "failed", "value": -math.inf, "retain_drop": math.inf}]
+    assert select_trial(none_ok, 0.05)["number"] == 1
+    assert select_trial(none_ok, None)["number"] == 0
+
+
+def test_the_retain_drop_is_golds_retain_accuracy_minus_the_unlearned_one(tuned):
+    """``original`` leaves the model as it is: its recorded drop is max over steps of gold's retain accuracy
+    minus the original's, recomputed here from the tuning models; every trial's ``feasible`` flag is the
+    constraint's verdict."""
+    run = tuned[0]
+    td = tuning_data(run)
+    doc = _doc(run)
+    assert doc["config"]["max_retain_drop"] == 0.05
+    for protocol in ("random", "class"):
+        seed = td.cfg.seeds[0]
+        original = td.load_original(seed, protocol)
+        drops = [td.gold_accuracies(protocol, seed, k)[1] - td.accuracies(original, protocol, seed, k)[1]
+                 for k in run.steps(protocol)]
+        recorded = doc["protocols"][protocol]["original"]["trials"][0]["retain_drop"]
+        assert recorded == pytest.approx(max(drops), abs=1e-6)
+        for t in doc["protocols"][protocol]["toy_step"]["trials"]:
+            assert t["feasible"] == (t["retain_drop"] <= 0.05)
 
 
 def test_rerun_computes_nothing_and_a_new_method_tunes_alone(tuned):
