@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from benchmark.config import Params
+from benchmark.core.hashing import file_digest
 from benchmark.data.snapshot import SnapshotError
 
 DVC_FILE = "datasets.dvc"
@@ -38,11 +39,7 @@ _CODE = ("sources.py", "snapshot.py")
 
 def file_md5(path: Path) -> str:
     """Hex md5 of a file's bytes (DVC 3's ``hash: md5``)."""
-    digest = hashlib.md5()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def dir_md5(path: Path) -> str:

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from benchmark.core.hashing import file_digest
 from benchmark.data.sources import RawDataset
 
 FORMAT_VERSION = 1
@@ -56,11 +57,7 @@ class Snapshot:
 
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path)
 
 
 def manifest_sha256(manifest: dict) -> str:

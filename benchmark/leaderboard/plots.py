@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from benchmark.core.status import Status  # noqa: E402
 from benchmark.leaderboard.aggregate import normalise, seed_table, summarise, summarise_steps  # noqa: E402
 from benchmark.leaderboard.headline import headline  # noqa: E402
 from benchmark.leaderboard.population import final_examples  # noqa: E402
-from benchmark.unlearners.base import code_fingerprint  # noqa: E402
+from benchmark.runner.eval_code import tree_hash  # noqa: E402
 
 __all__ = ["PLOT_KINDS", "VALID_RANGE", "clip_band", "make_plots", "method_styles", "plot_path", "plot_suite",
            "repel"]
@@ -68,7 +69,15 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 _DPI = 110
 _PNG_METADATA = {"Software": None}  # no matplotlib version string: same input, same bytes
 _KEY_FIELD = "unlearn-bench input"  # PNG text chunk: the hash of what the figure was drawn from
-_INPUT_KEY: dict[str, str] = {}  # the key of the suite being drawn (set by plot_suite, read by _save)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a figure goes and the hash of its inputs (:func:`_input_key`), stored in the PNG by :func:`_save`
+    so that :func:`plot_suite` can skip a figure already drawn from the same inputs."""
+
+    path: Path
+    key: str | None = None
 
 
 def _input_key(ok: pd.DataFrame, head: pd.DataFrame, ex: pd.DataFrame, suite: str) -> str:
@@ -77,7 +86,7 @@ def _input_key(ok: pd.DataFrame, head: pd.DataFrame, ex: pd.DataFrame, suite: st
     h = hashlib.sha256()
     for frame in (ok, head, ex[ex["suite"] == suite] if "suite" in ex.columns else ex):
         h.update(frame.to_csv(index=False).encode())
-    h.update(code_fingerprint(Path(__file__).read_bytes()))
+    h.update(tree_hash(Path(__file__).parents[1], ("leaderboard/plots.py",)).encode())
     h.update(f"{metadata.version('matplotlib')} {metadata.version('seaborn')} {_DPI}".encode())
     return h.hexdigest()[:32]
 
@@ -164,16 +173,16 @@ def _figure(n_panels: int, width: float = 4.8, height: float = 3.6, sharey: bool
     return fig, axes[:n_panels]
 
 
-def _save(fig: Figure, path: Path, handles: list, labels: list[str], title: str = "method") -> Path:
+def _save(fig: Figure, target: Target, handles: list, labels: list[str], title: str = "method") -> Path:
     fig.tight_layout()
     if handles:  # below the panels, several columns: room for ~20 methods without covering data
         ncol = max(1, min(4, math.ceil(len(labels) / 6)))
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
                    title=title, fontsize="small", ncol=ncol)  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {**_PNG_METADATA, **({_KEY_FIELD: _INPUT_KEY["key"]} if "key" in _INPUT_KEY else {})}
-    fig.savefig(path, format="png", dpi=_DPI, bbox_inches="tight", metadata=meta)
-    return path
+    target.path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**_PNG_METADATA, **({_KEY_FIELD: target.key} if target.key is not None else {})}
+    fig.savefig(target.path, format="png", dpi=_DPI, bbox_inches="tight", metadata=meta)
+    return target.path
 
 
 def _collect_legend(axes: list[Axes]) -> tuple[list, list[str]]:
@@ -228,7 +237,7 @@ def _headline_steps(ok: pd.DataFrame, head: pd.DataFrame) -> pd.DataFrame:
 
 
 def _plot_by_step(ok: pd.DataFrame, head: pd.DataFrame, styles: dict, metric: str, scale: float,
-                  ylabel: str, title: str, path: Path, gold: str | None = None, sharey: bool = True
+                  ylabel: str, title: str, path: Target, gold: str | None = None, sharey: bool = True
                   ) -> Path | None:  # fmt: skip
     steps = _headline_steps(ok, head)
     if not steps[f"{metric}_mean"].notna().any():
@@ -258,20 +267,20 @@ def _plot_by_step(ok: pd.DataFrame, head: pd.DataFrame, styles: dict, metric: st
     return _save(fig, path, *_collect_legend(axes))
 
 
-def _plot_tow_by_step(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Path, styles: dict,
+def _plot_tow_by_step(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Target, styles: dict,
                       examples: pd.DataFrame) -> Path | None:  # fmt: skip
     return _plot_by_step(ok, head, styles, "tow", 1.0, "ToW (1 = as retrained)",
                          f"{suite}: ToW after each request (mean ± 95% CI over seeds)", path)  # fmt: skip
 
 
-def _plot_forget_acc(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Path, styles: dict,
+def _plot_forget_acc(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Target, styles: dict,
                      examples: pd.DataFrame) -> Path | None:  # fmt: skip
     return _plot_by_step(ok, head, styles, "acc_forget", 100.0, "accuracy on forget set (%)",
                          f"{suite}: forget-set accuracy vs step (mean ± 95% CI; dashed = retrained)", path,
                          gold="gold_acc_forget")  # fmt: skip
 
 
-def _plot_js_by_step(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Path, styles: dict,
+def _plot_js_by_step(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Target, styles: dict,
                      examples: pd.DataFrame) -> Path | None:  # fmt: skip
     return _plot_by_step(ok, head, styles, "js_forget", 1.0, "JS(method, gold) on forget set (nats)",
                          f"{suite}: JS divergence to the gold model on the forget set (lower is closer)",
@@ -289,7 +298,7 @@ def _pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(front, dtype=int)
 
 
-def _plot_pareto(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Path, styles: dict,
+def _plot_pareto(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Target, styles: dict,
                  examples: pd.DataFrame) -> Path | None:  # fmt: skip
     wall = ok[ok["wall_s"] > 0].groupby(["protocol", "params_id"], sort=True)["wall_s"].mean()
     final = head.join(wall.rename("wall_per_request"), on=["protocol", "params_id"])
@@ -334,7 +343,7 @@ def _plot_pareto(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Path, s
     return _save(fig, path, [handles[i] for i in order], [labels[i] for i in order], title="# method")
 
 
-def _plot_klom_cdf(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Path, styles: dict,
+def _plot_klom_cdf(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Target, styles: dict,
                    examples: pd.DataFrame) -> Path | None:  # fmt: skip
     ex = examples[(examples["suite"] == suite) & np.isfinite(examples["klom"].to_numpy(dtype=float))]
     if ex.empty:
@@ -400,19 +409,17 @@ def plot_suite(df: pd.DataFrame, suite: str, plots_dir: Path, head: pd.DataFrame
     key = _input_key(ok, head, ex, suite)
     written: list[Path] = []
     try:
-        _INPUT_KEY["key"] = key
         with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
             for kind, plotter in _PLOTTERS.items():
                 target = plot_path(plots_dir, suite, kind)
                 if _drawn_from(target) == key:
                     written.append(target)
                     continue
-                path = plotter(ok, head, suite, target, styles, ex)
+                path = plotter(ok, head, suite, Target(target, key), styles, ex)
                 if path is not None:
                     written.append(path)
     finally:
         _STEPS_MEMO.clear()
-        _INPUT_KEY.clear()
     return written
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from benchmark.core.hashing import file_digest
+
 
 def stable_hash(obj: Any) -> str:
     """sha256 (16 hex digits) of the canonical JSON of ``obj``."""
@@ -21,11 +23,8 @@ def stable_hash(obj: Any) -> str:
 
 
 def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    """The first 16 hex digits of the file's sha256 (the cache keys' file fingerprint)."""
+    return file_digest(path)[:16]
 
 
 def write_json(path: Path, obj: Any, sort_keys: bool = True) -> None:

@@ -117,6 +117,23 @@ def expand_cells(run: SuiteRun, tuned: bool = True) -> list[Cell]:
     return cells
 
 
+def selected_config(run: SuiteRun, method: str, protocol: str) -> tuple[str, dict[str, Any]] | None:
+    """(params_id, hparams) of the configuration selected for (``protocol``, ``method``) in
+    ``tuning/<suite>.yaml``, labelled as :func:`expand_cells` labels its selected cells (without expanding the
+    whole grid); None when there is no selection for it."""
+    from benchmark.runner.selection import load_selection, selected_label
+
+    pick = load_selection(run.layout.tuning_path(run.suite.name)).get((protocol, method))
+    if pick is None:
+        return None
+    configs = configured_grid(run, method)
+    base = base_config(run, method)
+    ids = [config_label(method, hp, base) for hp in configs]
+    if pick.hparams in configs:
+        return ids[configs.index(pick.hparams)], dict(pick.hparams)
+    return selected_label(method, pick, set(ids)), dict(pick.hparams)
+
+
 def _cell(protocol: str, seed: int, method: str, hp: dict[str, Any], params_id: str, pick: Any) -> Cell:
     if pick is None or pick.hparams != hp:
         return Cell(protocol, seed, method, hp, params_id)

@@ -102,7 +102,7 @@ def _method_config(run: SuiteRun, name: str, protocol: str) -> tuple[str, str, d
     for this protocol (``tuning/<suite>.yaml``), else (``tuning: null``) the method's base configuration.
     ``method[k=v,...]`` is the method's base configuration with those values (the params_id
     :func:`benchmark.runner.cells.config_label` gives it)."""
-    from benchmark.runner.cells import MissingInputError, base_config, config_label, expand_cells
+    from benchmark.runner.cells import MissingInputError, base_config, config_label, selected_config
 
     where = f"suites.{run.suite.name}.population.methods"
     if "[" in name:
@@ -121,12 +121,12 @@ def _method_config(run: SuiteRun, name: str, protocol: str) -> tuple[str, str, d
         hp = dict(cls(**hp).hparams)  # checked and coerced by the method's declared space
         return method, config_label(method, hp, base), hp
     if run.params.tuning is not None:
-        picked = [c for c in expand_cells(run) if c.method == name and c.protocol == protocol and c.selected]
-        if not picked:
+        picked = selected_config(run, name, protocol)
+        if picked is None:
             path = run.layout.tuning_path(run.suite.name)
             raise MissingInputError(f"{path}: no selection for {name} on {protocol}; run "
                                     f"`unlearn-bench tune --suite {run.suite.name}` first")  # fmt: skip
-        return name, picked[0].params_id, dict(picked[0].hparams)
+        return name, picked[0], picked[1]
     return name, name, dict(base_config(run, name))
 
 
