@@ -327,7 +327,7 @@ def _plot_pareto(ok: pd.DataFrame, head: pd.DataFrame, suite: str, path: Target,
         ax.set_xscale("log")
         ax.margins(x=0.12, y=0.1)
         ax.set_ylim(max(-0.02, ax.get_ylim()[0]), min(1.02, ax.get_ylim()[1]))
-        fig.canvas.draw()  # positions in pixels for the repel step need the final limits
+        ax.get_xlim()  # the final (autoscaled) view limits: the pixel positions for the repel step
         pix = ax.transData.transform(np.column_stack([x, y]))
         offsets = repel(pix, min_dist=11.0) * 72.0 / fig.dpi  # pixels -> points
         for k, m in enumerate(sub["method"]):
