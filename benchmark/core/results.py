@@ -9,7 +9,7 @@ and :mod:`benchmark.runner.evaluate`.
 
 Column order: the order ``results/<suite>.csv`` always had (identity, status, accuracies, divergences,
 population references, distances, membership inference, relearn time, cost, provenance), with the tuning
-columns (``selected``, ``tuning_trials``, ``tuning_s``) appended last.
+columns (``selected``, ``tuning_trials``, ``tuning_s``, ``tuning_constraint``) appended last.
 """
 
 # no `from __future__ import annotations`: the field types are read at import (``typing.get_type_hints``)
@@ -131,6 +131,9 @@ class ResultRow:
     selected: bool = _c("the configuration chosen by tuning (False when the suite is not tuned)", False)
     tuning_trials: int | None = _c("trials the tuner ran to choose this configuration")
     tuning_s: float | None = _c("seconds the tuner spent choosing this configuration", timing=True)
+    tuning_constraint: str | None = _c("'met' / 'violated': whether the selected configuration kept retain "
+                                       "accuracy within tuning.max_retain_drop of the gold model's on the "
+                                       "tuning data (violated: no trial did; the closest was selected)")
 
 
 _FIELDS = dataclasses.fields(ResultRow)

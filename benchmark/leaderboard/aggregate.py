@@ -191,6 +191,7 @@ def _summarise_group(cols: dict[str, np.ndarray], metrics: tuple[str, ...]) -> d
         "error": error,
         "origin": _first_value(cols["origin"]) if "origin" in cols else None,
         "code_hash": ",".join(sorted({str(v) for v in cols["code_hash"] if not pd.isna(v)})) or None,
+        "tuning_constraint": _first_value(cols["tuning_constraint"]) if "tuning_constraint" in cols else None,
     }
     for m in metrics:
         vals = cols[m][ok_mask].astype(float) if m in cols and n_ok else np.array([])
@@ -204,13 +205,15 @@ def _summary_columns(with_step: bool, metrics: tuple[str, ...]) -> list[str]:
     cols = ["suite", "dataset", "model", "protocol", "method", "params_id"]
     if with_step:
         cols.append("step")
-    cols += ["status", "n_seeds", "n_ok", "n_failed", "n_skipped", "error", "origin", "code_hash"]
+    cols += ["status", "n_seeds", "n_ok", "n_failed", "n_skipped", "error", "origin", "code_hash",
+             "tuning_constraint"]
     for m in metrics:
         cols += [f"{m}_mean", f"{m}_ci"]
     return cols
 
 
-_SUMMARY_INPUTS = ("status", "error", "seed", "step", "dataset", "model", "origin", "code_hash")
+_SUMMARY_INPUTS = ("status", "error", "seed", "step", "dataset", "model", "origin", "code_hash",
+                   "tuning_constraint")
 
 
 def _collect(df: pd.DataFrame, keys: list[str], with_step: bool, metrics: tuple[str, ...]) -> pd.DataFrame:
@@ -336,10 +339,10 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Summary over seeds: one row per (suite, protocol, method, params_id).
 
     Columns: suite, dataset, model, protocol, method, params_id, status, n_seeds, n_ok, n_failed,
-    n_skipped, error, origin, code_hash, then ``<metric>_mean`` and ``<metric>_ci`` for each of
-    :data:`METRICS` (at the protocol's final step) and :data:`SEQUENCE_METRICS` (``tow_auc``: the per-seed
-    mean ToW over steps 1..K, ``tow_step1``; see :func:`seed_table`), then :data:`PAIRED_COLUMNS`,
-    :data:`MARGIN_COLUMNS` and :data:`FLOOR_COLUMNS`.
+    n_skipped, error, origin, code_hash, tuning_constraint, then ``<metric>_mean`` and ``<metric>_ci`` for
+    each of :data:`METRICS` (at the protocol's final step) and :data:`SEQUENCE_METRICS` (``tow_auc``: the
+    per-seed mean ToW over steps 1..K, ``tow_step1``; see :func:`seed_table`), then
+    :data:`PAIRED_COLUMNS`, :data:`MARGIN_COLUMNS` and :data:`FLOOR_COLUMNS`.
 
     * means and CIs use the ``ok`` final rows only (and, per metric, their finite values);
       ``_ci`` is the 95% Student-t half-width ``t_{0.975,n-1}·s/√n`` (NaN for n < 2);

@@ -126,6 +126,9 @@ def _notes(r: pd.Series) -> str:
         return f"{r['n_failed']} of {r['n_seeds']} seeds failed: {error}"
     if status != Status.OK:
         return f"{status}: {error}" if error and error != status else status
+    if r.get("tuning_constraint") == "violated":
+        return ("tuning: no configuration kept retain accuracy within tuning.max_retain_drop of the gold "
+                "model's; the closest is shown")
     return REFERENCE_NOTES.get(str(r["method"]), "")
 
 

@@ -50,6 +50,7 @@ class Cell:
     selected: bool = False  # the configuration the tuning stage selected for this protocol
     tuning_trials: int | None = None  # its tuning budget (selected cells only)
     tuning_s: float | None = None
+    tuning_feasible: bool | None = None  # met the utility constraint (selected cells)
 
 
 def configured_grid(run: SuiteRun, method: str) -> list[dict[str, Any]]:
@@ -137,7 +138,7 @@ def selected_config(run: SuiteRun, method: str, protocol: str) -> tuple[str, dic
 def _cell(protocol: str, seed: int, method: str, hp: dict[str, Any], params_id: str, pick: Any) -> Cell:
     if pick is None or pick.hparams != hp:
         return Cell(protocol, seed, method, hp, params_id)
-    return Cell(protocol, seed, method, hp, params_id, True, pick.trials, pick.wall_s)
+    return Cell(protocol, seed, method, hp, params_id, True, pick.trials, pick.wall_s, pick.feasible)
 
 
 def cell_key(run: SuiteRun, cell: Cell) -> str:

@@ -200,7 +200,9 @@ def evaluate_suite_counted(
 
 def _selection(cell: Cell) -> dict[str, Any]:
     """Whether tuning selected this cell's configuration, and what choosing it cost."""
-    return {"selected": cell.selected, "tuning_trials": cell.tuning_trials, "tuning_s": cell.tuning_s}
+    return {"selected": cell.selected, "tuning_trials": cell.tuning_trials, "tuning_s": cell.tuning_s,
+            "tuning_constraint": None if cell.tuning_feasible is None else ("met" if cell.tuning_feasible
+                                                                             else "violated")}
 
 
 def evaluate_suite(run: SuiteRun, config: EvalConfig | None = None, use_cache: bool = True) -> pd.DataFrame:

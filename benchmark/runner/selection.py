@@ -22,6 +22,7 @@ class Selection:
     trials: int
     wall_s: float
     code_hash: str = ""
+    feasible: bool | None = None  # met tuning.max_retain_drop (None: no constraint recorded)
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster on these files
@@ -52,6 +53,7 @@ def _parse_selection(path: Path) -> dict[tuple[str, str], Selection]:
                 trials=int(e["n_trials"]),
                 wall_s=float(e["cost"]["wall_s"]),
                 code_hash=str(e.get("code_hash", "")),
+                feasible=e.get("feasible"),
             )
     return out
 

@@ -533,3 +533,19 @@ def test_unchanged_figures_are_not_drawn_again(tmp_path):
         changed.loc[changed["suite"] == suites[0], "tow"] *= 0.5
         write_leaderboard(changed, tmp_path)
     assert drawn and set(drawn) == {suites[0]}
+
+
+def test_a_selection_that_violated_the_utility_constraint_says_so(tmp_path):
+    """A selected configuration whose tuning found no trial within tuning.max_retain_drop (result rows:
+    ``tuning_constraint = violated``) carries a note in the headline table; one that met it does not."""
+    df = make_results()
+    bad = (df["method"] == "finetune") & (df["suite"] == df["suite"].iloc[0])
+    df["tuning_constraint"] = "met"
+    df.loc[bad, "tuning_constraint"] = "violated"
+    write_leaderboard(df, tmp_path)
+    head = pd.read_csv(tmp_path / "headline.csv")
+    marked = head[head["tuning_constraint"] == "violated"]
+    assert set(marked["method"]) == {"finetune"} and set(marked["suite"]) == {df["suite"].iloc[0]}
+    text = (tmp_path / "README.md").read_text()
+    note = "tuning: no configuration kept retain accuracy within tuning.max_retain_drop"
+    assert text.count(note) == len(marked)

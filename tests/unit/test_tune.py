@@ -339,6 +339,7 @@ def test_the_unlearn_grid_runs_the_selected_configuration(tuned):
         sel = doc[protocol]["toy_step"]["selected"]
         assert all(c.hparams == sel and c.selected and c.tuning_trials == 6 for c in step)
         assert all(c.tuning_s > 0 for c in step)
+        assert all(c.tuning_feasible is doc[protocol]["toy_step"]["feasible"] for c in step)
         if sel != {"lr": 0.1, "steps": 1}:
             assert step[0].params_id == f"toy_step[lr={sel['lr']},steps={sel['steps']}]"
         fails = [c for c in cells if c.method == "toy_fails" and c.protocol == protocol]
