@@ -293,3 +293,25 @@ def test_dvc_sees_a_method_code_change(repo: Path):
         assert _rows_without(after, "gradient_ascent") == _rows_without(before, "gradient_ascent")
     finally:
         src.write_text(original)
+
+
+@pytest.mark.integration
+def test_changing_only_the_populations_re_evaluates_and_restoring_them_too(repo: Path):
+    """A preset that changes only the populations (as klom-random does), then `git checkout params.yaml`:
+    both `dvc repro`s re-run evaluate, so results/ always matches params.yaml (the population directory
+    keeps every member, so its hash alone cannot tell the two runs apart)."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    saved = (repo / "params.yaml").read_text()
+    params["suites"]["tiny-mlp"]["population"]["protocols"] = ["class"]
+    try:
+        (repo / "params.yaml").write_text(yaml.safe_dump(params))
+        out = sh("dvc", "repro", cwd=repo).stdout
+        assert "Running stage 'evaluate@tiny-mlp'" in out, out
+        pop = pd.read_csv(repo / "results" / "tiny-mlp_population.csv")
+        assert set(pop["protocol"]) == {"class"}
+    finally:
+        (repo / "params.yaml").write_text(saved)
+    out = sh("dvc", "repro", cwd=repo).stdout
+    assert "Running stage 'evaluate@tiny-mlp'" in out, out
+    pop = pd.read_csv(repo / "results" / "tiny-mlp_population.csv")
+    assert set(pop["protocol"]) == {"class", "mislabeled"}
