@@ -90,7 +90,7 @@ def expand_cells(run: SuiteRun, tuned: bool = True) -> list[Cell]:
     the selection searched only around it); further configurations ``methods:`` lists (or all of them with
     ``grid: full``) still run, as extra rows. The selected cells are flagged ``selected`` (one equal to a
     configured one flags that one). ``tuned=False``: the grid without the selection."""
-    from benchmark.runner.selection import load_selection, selected_label
+    from benchmark.runner.selection import load_selection
 
     picks = {}
     layout = getattr(run, "layout", None)  # a bare run (params and suite only) has no files: no selection
@@ -99,9 +99,7 @@ def expand_cells(run: SuiteRun, tuned: bool = True) -> list[Cell]:
     replace_base = run.params.grid != "full"
     cells = []
     for method in run.suite.methods:
-        configs = configured_grid(run, method)
-        base = base_config(run, method)
-        ids = [config_label(method, hp, base) for hp in configs]
+        configs, ids = _labelled_grid(run, method)
         for i, (hp, params_id) in enumerate(zip(configs, ids, strict=True)):
             for protocol in run.suite.protocols:
                 pick = picks.get((protocol, method))
@@ -112,7 +110,7 @@ def expand_cells(run: SuiteRun, tuned: bool = True) -> list[Cell]:
         for protocol in run.suite.protocols:
             pick = picks.get((protocol, method))
             if pick is not None and pick.hparams not in configs:
-                params_id = selected_label(method, pick, set(ids))
+                params_id = _selected_id(method, pick, configs, ids)
                 for seed in run.suite.seeds:
                     cells.append(_cell(protocol, seed, method, pick.hparams, params_id, pick))
     return cells
@@ -122,17 +120,29 @@ def selected_config(run: SuiteRun, method: str, protocol: str) -> tuple[str, dic
     """(params_id, hparams) of the configuration selected for (``protocol``, ``method``) in
     ``tuning/<suite>.yaml``, labelled as :func:`expand_cells` labels its selected cells (without expanding the
     whole grid); None when there is no selection for it."""
-    from benchmark.runner.selection import load_selection, selected_label
+    from benchmark.runner.selection import load_selection
 
     pick = load_selection(run.layout.tuning_path(run.suite.name)).get((protocol, method))
     if pick is None:
         return None
+    return _selected_id(method, pick, *_labelled_grid(run, method)), dict(pick.hparams)
+
+
+def _labelled_grid(run: SuiteRun, method: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The method's configured grid and each configuration's params_id (:func:`config_label`)."""
     configs = configured_grid(run, method)
     base = base_config(run, method)
-    ids = [config_label(method, hp, base) for hp in configs]
+    return configs, [config_label(method, hp, base) for hp in configs]
+
+
+def _selected_id(method: str, pick: Any, configs: list[dict[str, Any]], ids: list[str]) -> str:
+    """The params_id of a selected configuration: that of the grid configuration it equals, else
+    :func:`~benchmark.runner.selection.selected_label`."""
+    from benchmark.runner.selection import selected_label
+
     if pick.hparams in configs:
-        return ids[configs.index(pick.hparams)], dict(pick.hparams)
-    return selected_label(method, pick, set(ids)), dict(pick.hparams)
+        return ids[configs.index(pick.hparams)]
+    return selected_label(method, pick, set(ids))
 
 
 def _cell(protocol: str, seed: int, method: str, hp: dict[str, Any], params_id: str, pick: Any) -> Cell:
