@@ -118,18 +118,21 @@ def _gold(run, args):  # noqa: ANN001
 
 
 def _tune(run, args):  # noqa: ANN001
+    from benchmark.runner.population import write_population_plan
     from benchmark.runner.tuning import run_tuning
 
     if run.params.tuning is None:  # `tuning: null`: record that the methods run untuned
         from benchmark.runner.tuning import write_untuned
 
         path = write_untuned(run)
+        write_population_plan(run)
         return f"tuning disabled (tuning: null): every method runs its built-in default -> {path}"
     for m in args.method or []:
         if m not in run.suite.methods:
             known = ", ".join(run.suite.methods)
             raise ConfigError(f"--method {m}: not a method of suite {run.suite.name}; its methods: {known}")
     counts = run_tuning(run, args.method)
+    write_population_plan(run)  # the population stage's input: its members' keys under these selections
     path = run.layout.tuning_path(run.suite.name)
     done = f"{counts['computed']} trials run, {counts['cached']} reused"
     return f"{counts['studies']} studies, {done} -> {path}"

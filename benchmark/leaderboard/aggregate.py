@@ -258,25 +258,31 @@ def final_rows(df: pd.DataFrame) -> pd.DataFrame:
     df = df.assign(_k=k_final)
     df = df.sort_values([*GROUP_KEYS, "seed", "step"], na_position="last", kind="mergesort")
     df = df.reset_index(drop=True)
-    # choose on a narrow frame (every group is a copy), then take the chosen rows of the wide one at once
-    narrow = df[[*GROUP_KEYS, "seed", "step", "status", "error", "_k"]]
+    # choose per (group, seed) on plain arrays (positions in the sorted frame), then take the chosen rows
+    gid = df.groupby([*GROUP_KEYS, "seed"], sort=True, dropna=False).ngroup().to_numpy()
+    n_groups, positions = int(gid.max()) + 1, np.arange(len(df))
+    step, k = df["step"].to_numpy(dtype=float), df["_k"].to_numpy(dtype=float)
+    statuses = df["status"].to_numpy(dtype=object)
+    at_k, bad = step == k, ~df["status"].isin([OK, SKIPPED]).to_numpy()  # a NaN step or K: never equal
+    last_at_k, last_row, first_bad = (np.full(n_groups, -1), np.full(n_groups, -1),
+                                      np.full(n_groups, len(df)))  # fmt: skip
+    np.maximum.at(last_at_k, gid[at_k], positions[at_k])
+    np.maximum.at(last_row, gid, positions)
+    np.minimum.at(first_bad, gid[bad], positions[bad])
     picks: list[int] = []
     reasons: dict[int, tuple[Any, Any]] = {}  # position -> (status, error) of the first failed request
     incomplete: dict[int, str] = {}  # position -> error of a seed without a row at the final step
-    for _, g in narrow.groupby([*GROUP_KEYS, "seed"], sort=True, dropna=False):
-        k = g["_k"].iloc[0]
-        at_final = g[g["step"] == k] if not pd.isna(k) else g.iloc[0:0]
-        if len(at_final):
-            pos = int(at_final.index[-1])
-            bad = g[(g["status"] != OK) & (g["status"] != SKIPPED)]
-            if len(bad) and at_final["status"].iloc[-1] != OK:  # the first reason, not "not run: request 1"
-                reasons[pos] = (bad["status"].iloc[0], bad["error"].iloc[0])
-            picks.append(pos)
-            continue
-        pos = int(g.index[-1])
-        if g["status"].iloc[-1] == OK:
-            incomplete[pos] = f"incomplete: last step {g['step'].iloc[-1]} of {k}"
-        picks.append(pos)
+    errors = df["error"].to_numpy(dtype=object)
+    for g in range(n_groups):
+        if last_at_k[g] >= 0:
+            pick = int(last_at_k[g])
+            if first_bad[g] < len(df) and statuses[pick] != OK:  # the first reason, not "not run: request 1"
+                reasons[pick] = (statuses[first_bad[g]], errors[first_bad[g]])
+        else:
+            pick = int(last_row[g])
+            if statuses[pick] == OK:
+                incomplete[pick] = f"incomplete: last step {df['step'].iat[pick]} of {df['_k'].iat[pick]}"
+        picks.append(pick)
     out = df.take(picks).drop(columns="_k")
     columns = list(out.columns)
     status_col, error_col = columns.index("status"), columns.index("error")
@@ -318,16 +324,25 @@ def seed_table(df: pd.DataFrame) -> pd.DataFrame:
     protocol_steps: dict[tuple, list[int]] = {}
     for key, g in data.groupby(["suite", "protocol"], dropna=False):
         protocol_steps[_key(key)] = sorted({int(v) for v in g["step"].dropna()})
+    # the good rows of every (group, seed), one per step (a duplicated step: the last row, as in final_rows),
+    # ordered by step: the AUC is their mean when they cover all the protocol's steps
+    narrow = data[[*GROUP_KEYS, "seed", "step", "status", "tow"]]
+    gid = narrow.groupby([*GROUP_KEYS, "seed"], sort=False, dropna=False).ngroup().to_numpy()
+    tow = narrow["tow"].to_numpy(dtype=float)
+    good = (narrow["status"] == OK).to_numpy() & np.isfinite(tow) & narrow["step"].notna().to_numpy()
+    rows = pd.DataFrame({"g": gid[good], "step": narrow["step"].to_numpy()[good].astype(float),
+                         "tow": tow[good]})  # fmt: skip
+    rows = rows.drop_duplicates(["g", "step"], keep="last").sort_values(["g", "step"], kind="mergesort")
+    firsts = narrow.iloc[np.unique(gid, return_index=True)[1]]  # one row per group, by group number
+    by_group: dict[Any, tuple[np.ndarray, np.ndarray]] = {
+        gi: (sub["step"].to_numpy(), sub["tow"].to_numpy()) for gi, sub in rows.groupby("g", sort=False)}
     aucs: dict[tuple, tuple[float, float]] = {}
-    narrow = data[[*GROUP_KEYS, "seed", "step", "status", "tow"]]  # every group is a copy: only what is read
-    for key, g in narrow.groupby([*GROUP_KEYS, "seed"], sort=False, dropna=False):
-        k = _key(key)
+    for gi, r in enumerate(firsts[[*GROUP_KEYS, "seed"]].itertuples(False)):
+        k = _key(r)
         steps = protocol_steps.get(k[:2], [])
-        good = g[(g["status"] == OK) & np.isfinite(g["tow"].to_numpy(dtype=float)) & g["step"].notna()]
-        by_step = good.groupby("step")["tow"].last()  # a duplicated step: the last row, as in final_rows
-        auc = float(np.mean([by_step[s] for s in steps])) if steps and all(s in by_step for s in steps) \
-            else math.nan  # fmt: skip
-        first = float(by_step[steps[0]]) if steps and steps[0] in by_step else math.nan
+        have_steps, have_tow = by_group.get(gi, (np.empty(0), np.empty(0)))
+        auc = float(np.mean(have_tow)) if steps and len(have_steps) == len(steps) else math.nan
+        first = float(have_tow[0]) if steps and len(have_steps) and have_steps[0] == steps[0] else math.nan
         aucs[k] = (auc, first)
     keyed = [aucs.get(_key(r), (math.nan, math.nan)) for r in final[[*GROUP_KEYS, "seed"]].itertuples(False)]
     final["tow_auc"] = [a for a, _ in keyed]
@@ -335,7 +350,7 @@ def seed_table(df: pd.DataFrame) -> pd.DataFrame:
     return final
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
+def summarise(df: pd.DataFrame, seeds: pd.DataFrame | None = None) -> pd.DataFrame:
     """Summary over seeds: one row per (suite, protocol, method, params_id).
 
     Columns: suite, dataset, model, protocol, method, params_id, status, n_seeds, n_ok, n_failed,
@@ -354,9 +369,10 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
       :func:`paired_vs_best`; :data:`MARGIN_COLUMNS`: the paired margin over ``original``,
       :func:`margin_vs_reference`; :data:`FLOOR_COLUMNS`: the ``retrain`` AUC, :func:`noise_floor`.
 
-    Sorted by (suite, protocol, method, params_id).
+    Sorted by (suite, protocol, method, params_id). ``seeds``: :func:`seed_table` of ``df`` when the caller
+    already has it.
     """
-    seeds = seed_table(df)
+    seeds = seed_table(df) if seeds is None else seeds
     summary = _collect(seeds, list(GROUP_KEYS), with_step=False, metrics=(*METRICS, *SEQUENCE_METRICS))
     return compare(seeds, summary)
 
@@ -381,20 +397,27 @@ def _paired_p(diff: np.ndarray) -> float:
     return float(stats.ttest_rel(diff, np.zeros_like(diff)).pvalue)
 
 
-def _seed_values(seeds: pd.DataFrame, suite: Any, proto: Any, params_id: Any, m: str) -> pd.Series:
-    """The finite ``m`` of the ``ok`` seeds of one params_id, indexed by seed."""
-    seeds = seeds[["suite", "protocol", "params_id", "status", "seed", m]]  # not the ~100 others: a copy
-    sel = seeds[(seeds["suite"] == suite) & (seeds["protocol"] == proto) & (seeds["params_id"] == params_id)
-                & (seeds["status"] == OK)]  # fmt: skip
-    vals = sel.set_index("seed")[m].astype(float)
-    return vals[np.isfinite(vals.to_numpy())]
+class _SeedValues:
+    """The finite ``m`` of the ``ok`` seeds of each (suite, protocol, params_id), indexed by seed: built once
+    per seed table (one groupby), then looked up per pair instead of filtering the whole table each time."""
 
+    def __init__(self, seeds: pd.DataFrame, m: str) -> None:
+        ok = seeds.loc[seeds["status"] == OK, ["suite", "protocol", "params_id", "seed", m]]
+        self._by: dict[tuple, pd.Series] = {}
+        for key, g in ok.groupby(["suite", "protocol", "params_id"], sort=False):  # NaN keys: never matched
+            vals = g.set_index("seed")[m].astype(float)
+            self._by[key] = vals[np.isfinite(vals.to_numpy())]
+        self._empty = pd.Series(dtype=float)
 
-def _paired_diff(seeds: pd.DataFrame, suite: Any, proto: Any, a: Any, b: Any, m: str) -> np.ndarray:
-    """``m(a) − m(b)`` on the seeds both have (same seed = same original model, forget sets, gold models)."""
-    va, vb = _seed_values(seeds, suite, proto, a, m), _seed_values(seeds, suite, proto, b, m)
-    common = va.index.intersection(vb.index).sort_values()
-    return (va.loc[common] - vb.loc[common]).to_numpy(dtype=float)
+    def __call__(self, suite: Any, proto: Any, params_id: Any) -> pd.Series:
+        return self._by.get((suite, proto, params_id), self._empty)
+
+    def paired_diff(self, suite: Any, proto: Any, a: Any, b: Any) -> np.ndarray:
+        """``m(a) − m(b)`` on the seeds both have (same seed = same original model, forget sets, gold
+        models)."""
+        va, vb = self(suite, proto, a), self(suite, proto, b)
+        common = va.index.intersection(vb.index).sort_values()
+        return (va.loc[common] - vb.loc[common]).to_numpy(dtype=float)
 
 
 def paired_vs_best(seeds: pd.DataFrame, summary: pd.DataFrame, alpha: float = PAIRED_ALPHA) -> pd.DataFrame:
@@ -422,6 +445,7 @@ def paired_vs_best(seeds: pd.DataFrame, summary: pd.DataFrame, alpha: float = PA
     for col in PAIRED_COLUMNS:
         out[col] = pd.Series([None] * len(out), dtype=object, index=out.index)
     m = PAIRED_METRIC
+    values = _SeedValues(seeds, m)
     for (suite, proto), sub in out.groupby(["suite", "protocol"], sort=False, dropna=False):
         means = sub[f"{m}_mean"].to_numpy(dtype=float)
         eligible = sub[(sub["method"] != FLOOR_METHOD) & np.isfinite(means)]
@@ -433,11 +457,11 @@ def paired_vs_best(seeds: pd.DataFrame, summary: pd.DataFrame, alpha: float = PA
             out.at[idx, "best_params_id"] = best["params_id"]
             if r["params_id"] == best["params_id"]:
                 out.at[idx, "tow_auc_diff_vs_best"] = 0.0
-                n_best = _seed_values(seeds, suite, proto, r["params_id"], m).size
+                n_best = values(suite, proto, r["params_id"]).size
                 out.at[idx, "tow_auc_n_pairs"] = int(n_best)
                 out.at[idx, "tied_with_best"] = True
                 continue
-            diff = _paired_diff(seeds, suite, proto, r["params_id"], best["params_id"], m)
+            diff = values.paired_diff(suite, proto, r["params_id"], best["params_id"])
             p = _paired_p(diff)
             out.at[idx, "tow_auc_n_pairs"] = int(diff.size)
             out.at[idx, "tow_auc_diff_vs_best"] = float(diff.mean()) if diff.size else math.nan
@@ -470,13 +494,13 @@ def margin_vs_reference(seeds: pd.DataFrame, summary: pd.DataFrame,
     out = summary.copy()
     for col in MARGIN_COLUMNS:
         out[col] = math.nan
-    m = PAIRED_METRIC
+    values = _SeedValues(seeds, PAIRED_METRIC)
     for (suite, proto), sub in out.groupby(["suite", "protocol"], sort=False, dropna=False):
         ref = _reference_params_id(sub, reference)
         if ref is None:
             continue
         for idx, r in sub.iterrows():
-            diff = _paired_diff(seeds, suite, proto, r["params_id"], ref, m)
+            diff = values.paired_diff(suite, proto, r["params_id"], ref)
             mean, half, n = mean_ci(diff)
             out.at[idx, "margin_vs_original"] = mean
             out.at[idx, "margin_n_pairs"] = n

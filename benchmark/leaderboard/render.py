@@ -28,7 +28,7 @@ import pandas as pd
 from benchmark.core.status import PARTIAL, Status
 from benchmark.leaderboard.aggregate import (
     GROUP_KEYS,
-    final_rows,
+    SEQUENCE_METRICS,
     metrics_json,
     normalise,
     seed_table,
@@ -359,10 +359,10 @@ def build(
 ) -> Leaderboard:
     """The leaderboard's content: summary (full grid, with population columns), headline and tables."""
     data = normalise(df)
-    seeds = seed_table(data)
-    summary = attach_population(summarise(data), population)
+    seeds = seed_table(data)  # final_rows(data) plus the per-seed sequence columns
+    summary = attach_population(summarise(data, seeds), population)
     head = headline(summary, seeds, data)
-    final = final_rows(data)
+    final = seeds.drop(columns=list(SEQUENCE_METRICS))
     tables = []
     for (suite, proto), sub in head.groupby(["suite", "protocol"], sort=True, dropna=False):
         steps = data.loc[(data["suite"] == suite) & (data["protocol"] == proto), "step"].dropna()

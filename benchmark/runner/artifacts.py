@@ -136,6 +136,12 @@ class Layout:
         """The selected configurations of a suite (small, human-readable, committed to git)."""
         return self.root / "tuning" / f"{suite}.yaml"
 
+    def population_plan_path(self, suite: str) -> Path:
+        """The population's plan (its members' cache keys, by group), written by the tune stage next to the
+        selections and committed with them: the ``population`` stage's DVC input
+        (:func:`benchmark.runner.population.write_population_plan`)."""
+        return self.root / "tuning" / f"{suite}_population.json"
+
     def reference_cache_dir(self, suite: str) -> Path:
         """The on-disk cache of the gold references (:mod:`benchmark.runner.reference_cache`)."""
         return self.suite_dir(suite) / "evaluated" / "_reference"

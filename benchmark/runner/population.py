@@ -24,6 +24,7 @@ resumes and adding a method trains only its members. Scoring
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -144,6 +145,42 @@ def population_members(run: SuiteRun) -> list[Member]:
         for _, _, members in _method_groups(run, p):
             others += [m for m in members if m.kind == "unlearned"]
     return originals + others
+
+
+def population_plan(run: SuiteRun) -> dict[str, Any]:
+    """What the population stage makes, as DVC should see it: per group of members (``original/<labels>``,
+    ``gold/<protocol>``, ``unlearned/<protocol>/<params_id>``) their count and the hash of their cache keys.
+
+    The keys already hold everything a member is made from (data, recipe, seeds, labels, forget sets, the
+    method's selected configuration and code hash), so the ``population`` stage depends on this file
+    instead of on every method's params, ``tuning/<suite>.yaml`` and the method-code file: adding or
+    re-tuning a method that has no population leaves the file, and so the stage, untouched. A population
+    method without a tuning selection yet is recorded as ``missing`` (the stage then fails with the reason).
+    """
+    pop = run.suite.population
+    if pop is None:
+        return {"suite": run.suite.name, "population": None}
+    try:
+        members = population_members(run)
+    except Exception as exc:  # noqa: BLE001 - e.g. MissingInputError: recorded, raised by the stage itself
+        return {"suite": run.suite.name, "models": pop.models, "missing": f"{type(exc).__name__}: {exc}"}
+    groups: dict[str, list[str]] = {}
+    for m in members:
+        name = f"{m.kind}/{m.protocol or 'clean'}" + (f"/{m.params_id}" if m.kind == "unlearned" else "")
+        groups.setdefault(name, []).append(member_key(run, m))
+    summary = {g: {"members": len(keys), "keys": stable_hash(keys)} for g, keys in sorted(groups.items())}
+    return {"suite": run.suite.name, "models": pop.models, "groups": summary}
+
+
+def write_population_plan(run: SuiteRun) -> Path:
+    """Write :func:`population_plan` to ``tuning/<suite>_population.json`` (rewritten only if it changed, so
+    its modification time, like its hash, moves only with its content)."""
+    path = run.layout.population_plan_path(run.suite.name)
+    text = json.dumps(population_plan(run), indent=1, sort_keys=True) + "\n"
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path
 
 
 def _done(run: SuiteRun, m: Member) -> bool:

@@ -41,7 +41,19 @@ def run(tmp_path_factory):
     for name, cls in (("test_pop_crash", Crash), ("test_pop_overflow", Overflow)):
         _REGISTRY.pop(name, None)
         register_unlearner(name)(cls)
-    raw = {
+    params = parse_params(_raw())
+    root = tmp_path_factory.mktemp("population")
+    fetch_dataset(params, "digits", Layout(root))
+    suite_run = open_suite(params, "t", root)
+    write_protocols(suite_run)
+    POP_RUN[:] = [suite_run]
+    yield suite_run
+    for name in ("test_pop_crash", "test_pop_overflow"):
+        _REGISTRY.pop(name, None)
+
+
+def _raw() -> dict:
+    return {
         "datasets": {"digits": {"source": "digits"}},
         "protocols": {"class": {"kind": "class", "requests": 2}},
         "suites": {
@@ -60,15 +72,6 @@ def run(tmp_path_factory):
         },
         "methods": {"finetune": {"epochs": [1]}},
     }
-    params = parse_params(raw)
-    root = tmp_path_factory.mktemp("population")
-    fetch_dataset(params, "digits", Layout(root))
-    suite_run = open_suite(params, "t", root)
-    write_protocols(suite_run)
-    POP_RUN[:] = [suite_run]
-    yield suite_run
-    for name in ("test_pop_crash", "test_pop_overflow"):
-        _REGISTRY.pop(name, None)
 
 
 def test_members_train_once_and_a_failing_method_fails_only_its_members(run):
@@ -105,6 +108,33 @@ def test_members_train_once_and_a_failing_method_fails_only_its_members(run):
         summary2, examples2 = score_population(run, n_boot=50)
     pd.testing.assert_frame_equal(summary2, summary)
     pd.testing.assert_frame_equal(examples2, examples)
+
+
+def test_the_population_plan_moves_only_with_what_the_population_is_made_of(run):
+    """The population stage's DVC input: adding a method without a population leaves the plan file's bytes
+    alone; changing a population method's configuration changes exactly that method's group."""
+    from benchmark.runner.population import population_plan, write_population_plan
+    from benchmark.runner.suite import open_suite
+
+    root = run.layout.root
+    path = write_population_plan(run)
+    before, plan = path.read_bytes(), population_plan(run)
+    assert set(plan["groups"]) == {"original/clean", "gold/class", *(f"unlearned/class/{m}" for m in (
+        "finetune", "test_pop_crash", "test_pop_overflow"))}  # fmt: skip
+    assert plan["groups"]["gold/class"]["members"] == 8
+
+    raw = _raw()
+    raw["suites"]["t"]["methods"].append("gradient_ascent")  # a new method, not in the population
+    assert write_population_plan(open_suite(parse_params(raw), "t", root)).read_bytes() == before
+
+    raw["methods"]["finetune"] = {"epochs": [2]}  # a population method's configuration
+    changed = population_plan(open_suite(parse_params(raw), "t", root))
+    moved = {g for g in plan["groups"] if plan["groups"][g] != changed["groups"].get(g)}
+    assert moved == {"unlearned/class/finetune"} and "unlearned/class/finetune" in changed["groups"]
+
+    raw["suites"]["t"]["population"]["models"] = 5  # the population's size: every group
+    bigger = population_plan(open_suite(parse_params(raw), "t", root))
+    assert all(bigger["groups"][g] != changed["groups"][g] for g in changed["groups"])
 
 
 def test_finite_state_checks_buffers_too():
