@@ -4,7 +4,8 @@ Layout::
 
     datasets:   {NAME: {source, split_seed, test_fraction, max_train?, max_test?, hf_path?}}
     protocols:  {NAME: {kind: random|class|memorized|mislabeled, requests,
-                        fraction? (random, memorized: share of D per request), pool? (memorized),
+                        fraction? (random, memorized: share of D per request), pool?, tuning_reserve?
+                        (memorized),
                         classes_per_request? (class), corrupt_fraction?, identified? (mislabeled),
                         seed? (forget sets shared by all model seeds; omitted: drawn per model seed)}}
     methods:    {NAME: {PARAM: [grid values]} | [{PARAM: [..]}, ..]}  # grid overrides; a list = union
@@ -80,6 +81,9 @@ class ProtocolConfig:
     pool: float | None = None  # memorized: forget sets come from this share of D, most memorised first
     corrupt_fraction: float | None = None  # mislabeled: share of D whose label is flipped before training
     identified: float = 1.0  # mislabeled: share of the flipped samples that the K requests delete
+    # memorized: the evaluation draws from the even ranks of the top 2·pool of the memorisation ranking and
+    # leaves the odd ranks to the tuning forget sets (as memorised as the evaluation's); False: the top pool
+    tuning_reserve: bool = True
 
     @property
     def corrupts_labels(self) -> bool:
@@ -286,7 +290,7 @@ def _fraction(d: dict[str, Any], k: str, key: str, default: float | None = None)
 _PROTOCOL_KEYS = {
     "random": {"fraction"},
     "class": {"classes_per_request"},
-    "memorized": {"fraction", "pool"},
+    "memorized": {"fraction", "pool", "tuning_reserve"},
     "mislabeled": {"corrupt_fraction", "identified"},
 }
 
@@ -319,6 +323,10 @@ def _protocol(name: str, d: dict[str, Any]) -> ProtocolConfig:
         if pool < fraction * requests:
             total = fraction * requests
             raise ConfigError(f"{key}.pool: must be >= requests x fraction = {total:g}, got {pool}")
+    tuning_reserve = _typed(d, "tuning_reserve", key, bool, True)
+    if kind == "memorized" and tuning_reserve and pool is not None and 2 * pool >= 1:
+        raise ConfigError(f"{key}.pool: with tuning_reserve the evaluation and tuning share the top 2 x pool "
+                          f"of the ranking, so pool must be < 0.5, got {pool}")  # fmt: skip
     classes_per_request = _typed(d, "classes_per_request", key, int, 1)
     if classes_per_request < 1:
         raise ConfigError(f"{key}.classes_per_request: must be >= 1, got {classes_per_request}")
@@ -339,6 +347,7 @@ def _protocol(name: str, d: dict[str, Any]) -> ProtocolConfig:
         pool=pool,
         corrupt_fraction=corrupt,
         identified=identified,
+        tuning_reserve=tuning_reserve,
     )
 
 

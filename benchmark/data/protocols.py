@@ -3,10 +3,15 @@
 * ``random``: request k deletes ``round(fraction * N)`` samples drawn uniformly from what is still there.
 * ``class``: request k deletes every sample of ``classes_per_request`` classes (distinct across requests).
 * ``memorized``: request k deletes ``round(fraction * N)`` samples drawn uniformly, without replacement, from
-  the ``round(pool * N)`` training samples with the highest memorisation score (Feldman & Zhang 2020,
-  estimated by :mod:`benchmark.runner.memorization`). A random 1 % of a model that generalises is
-  "forgotten" by doing nothing; the most memorised examples are where doing nothing is far from retraining
-  (Zhao et al. 2024, "What makes unlearning hard and what to do about it").
+  a pool of ``round(pool * N)`` highly memorised training samples (Feldman & Zhang 2020 scores, estimated by
+  :mod:`benchmark.runner.memorization`). A random 1 % of a model that generalises is "forgotten" by doing
+  nothing; the most memorised examples are where doing nothing is far from retraining (Zhao et al. 2024,
+  "What makes unlearning hard and what to do about it"). With ``tuning_reserve`` (the default) the pool is
+  the even ranks 0, 2, 4, ... of the top ``2 · pool · N`` of the ranking, and the odd ranks are left to the
+  tuning forget sets (:mod:`benchmark.runner.tuning_data`), which therefore are as memorised as the
+  evaluation's: with the top ``pool`` for the evaluation, tuning could only draw from the next tier down
+  (on digits-mlp 31 training examples of that tier scored above 0.5), and methods were tuned on examples
+  far easier to forget than those they were judged on. Without it the pool is the top ``pool · N``.
 * ``mislabeled`` (corrective unlearning, Goel et al. 2024, "Corrective Machine Unlearning"): a seeded
   ``corrupt_fraction`` of the training labels is flipped to a uniformly drawn *other* class before the
   original is trained; the K requests delete ``identified`` of those samples (all of them by default), in
@@ -66,7 +71,11 @@ def make_requests(
         assert config.fraction is not None and config.pool is not None
         size = max(1, round(config.fraction * len(labels)))
         pool_n = max(size * config.requests, round(config.pool * len(labels)))
-        ranked = np.argsort(-np.asarray(memorization, dtype=float), kind="stable")[:pool_n]
+        ranked = np.argsort(-np.asarray(memorization, dtype=float), kind="stable")
+        ranked = ranked[: 2 * pool_n : 2] if config.tuning_reserve else ranked[:pool_n]
+        if len(ranked) < size * config.requests:
+            raise ProtocolError(f"protocols.{config.name}: a pool of {len(ranked)} samples cannot supply "
+                                f"{config.requests} requests of {size}")  # fmt: skip
         chosen = rng.permutation(ranked)[: size * config.requests]
         return [np.sort(chosen[k * size : (k + 1) * size]).astype(np.int64) for k in range(config.requests)]
     if config.kind == "mislabeled":

@@ -11,7 +11,9 @@ Nothing here reads the test split, and nothing an evaluation cell is judged on i
 
   - ``random``: drawn from T − E, the per-request share rescaled so a request removes
     ``round(fraction · |T|)`` samples;
-  - ``memorized``: the most memorised examples of T − E (the pool share rescaled the same way);
+  - ``memorized``: the most memorised examples of T − E (the pool share rescaled the same way): with the
+    protocol's ``tuning_reserve``, the odd ranks of the memorisation ranking's top that the evaluation
+    never draws, so the tuning forget sets are as memorised as the evaluation's;
   - ``mislabeled``: the tuning corruption flips only labels of T − C (C: every evaluation corrupted set),
     so the tuning requests delete none of the evaluation's;
   - ``class``: a request deletes whole classes, so classes may coincide with the evaluation's; the
@@ -94,6 +96,7 @@ def _rescaled(cfg: ProtocolConfig, n_tune: int, n_pool: int) -> ProtocolConfig:
         fraction=None if cfg.fraction is None else cfg.fraction * r,
         pool=None if cfg.pool is None else min(0.99, cfg.pool * r),
         corrupt_fraction=None if cfg.corrupt_fraction is None else min(0.99, cfg.corrupt_fraction * r),
+        tuning_reserve=False,  # the top of T − E: the ranks the evaluation left to tuning (protocols.py)
     )
 
 

@@ -58,6 +58,17 @@ def test_default_params_are_valid(raw):
             "protocols.m.pool",
         ),
         (
+            lambda r: r["protocols"].update(m={"kind": "memorized", "requests": 5, "fraction": 0.01,
+                                               "pool": 0.6}),  # fmt: skip
+            "protocols.m.pool",  # evaluation + tuning reserve would need the top 120 %
+        ),
+        (
+            lambda r: r["protocols"].update(m={"kind": "memorized", "requests": 5, "fraction": 0.01,
+                                               "tuning_reserve": "yes"}),  # fmt: skip
+            "protocols.m.tuning_reserve",
+        ),
+        (lambda r: r["protocols"]["random"].update(tuning_reserve=True), "protocols.random.tuning_reserve"),
+        (
             lambda r: r["protocols"].update(m={"kind": "mislabeled", "requests": 5}),
             "protocols.m.corrupt_fraction",
         ),

@@ -68,8 +68,9 @@ def test_requests_round_trip_through_disk(tmp_path):
     assert loaded[0].dtype == np.int64
 
 
-def memorized_protocol(k=5, fraction=0.02, pool=0.15):
-    return ProtocolConfig(name="memorized", kind="memorized", requests=k, fraction=fraction, pool=pool)
+def memorized_protocol(k=5, fraction=0.02, pool=0.15, tuning_reserve=False):
+    return ProtocolConfig(name="memorized", kind="memorized", requests=k, fraction=fraction, pool=pool,
+                          tuning_reserve=tuning_reserve)  # fmt: skip
 
 
 def mislabeled_protocol(k=4, corrupt=0.1, identified=1.0):
@@ -94,6 +95,25 @@ def test_memorized_requests_come_from_the_most_memorised_pool():
     exact = memorized_protocol(pool=0.1)
     top = set(np.argsort(-scores)[:50].tolist())
     assert set(np.concatenate(make_requests(exact, LABELS, 0, memorization=scores)).tolist()) == top
+
+
+def test_memorized_with_a_tuning_reserve_draws_from_the_even_ranks_only():
+    """The default: the evaluation's pool is ranks 0, 2, 4, ... of the top 2·pool; the odd ranks are left to
+    tuning, so the two are equally memorised (and disjoint)."""
+    scores = np.random.default_rng(4).random(len(LABELS))
+    ranked = np.argsort(-scores, kind="stable")
+    cfg = memorized_protocol(tuning_reserve=True)  # pool 15 % of 500 = 75 samples, 5 requests of 10
+    even, odd = set(ranked[:150:2].tolist()), set(ranked[1:150:2].tolist())
+    for seed in range(5):
+        union = set(np.concatenate(make_requests(cfg, LABELS, seed, memorization=scores)).tolist())
+        assert len(union) == 50 and union <= even and not union & odd
+    exact = memorized_protocol(pool=0.1, tuning_reserve=True)  # pool == 5 x 10: exactly the even top ranks
+    assert set(np.concatenate(make_requests(exact, LABELS, 0, memorization=scores)).tolist()) == set(
+        ranked[:100:2].tolist())  # fmt: skip
+    assert abs(scores[list(even)].mean() - scores[list(odd)].mean()) < 0.01  # equally memorised halves
+    with pytest.raises(ProtocolError, match="cannot supply"):
+        make_requests(memorized_protocol(k=5, fraction=0.19, pool=0.95, tuning_reserve=True), LABELS, 0,
+                      memorization=scores)  # fmt: skip
 
 
 def test_memorized_needs_scores():

@@ -191,6 +191,12 @@ def test_tuning_forget_sets_are_disjoint_from_the_evaluation_ones(tuned):
             assert len(np.intersect1d(gone, ev)) == 0, protocol
         if protocol == "random":  # the population's shared forget set too
             assert len(np.intersect1d(gone, cumulative(run.requests(protocol, "pop"), 2))) == 0
+        if protocol == "memorized":  # the ranks the evaluation left to tuning: as memorised as its own
+            from benchmark.runner.memorization import load_memorization
+
+            rank = np.argsort(np.argsort(-load_memorization(run), kind="stable"))  # 0 = most memorised
+            tune_rank, eval_rank = rank[gone].mean(), rank[np.unique(np.concatenate(evals))].mean()
+            assert tune_rank <= 1.25 * eval_rank, (tune_rank, eval_rank)  # without the reserve: 2x
         # as many samples per request as a draw from the whole tuning train set
         if protocol in ("random", "memorized"):
             size = round(run.protocol(protocol).fraction * len(td.train_idx))
