@@ -401,8 +401,9 @@ def plot_suite(df: pd.DataFrame, suite: str, plots_dir: Path, head: pd.DataFrame
     if ok.empty:
         return []
     if head is None:
-        head = headline(summarise(data[data["suite"] == suite]), seed_table(data[data["suite"] == suite]),
-                        data[data["suite"] == suite])  # fmt: skip
+        rows = data[data["suite"] == suite]
+        seeds = seed_table(rows)
+        head = headline(summarise(rows, seeds), seeds, rows)
     head = head[head["suite"] == suite]
     styles = method_styles(sorted(head["method"].dropna().astype(str).unique()))
     ex = final_examples(examples)
