@@ -56,7 +56,18 @@ class ToyFails(ToyStep):
         return super().unlearn(model, request, ctx)
 
 
-TOYS = {"toy_step": ToyStep, "toy_fails": ToyFails}
+class ToyFragile(ToyStep):
+    """Leaves every model alone except tuning seed 101's, whose weights it zeroes: harm on one seed in two."""
+
+    def unlearn(self, model, request, ctx):
+        if ctx.seed == 101:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.zero_()
+        return model
+
+
+TOYS = {"toy_step": ToyStep, "toy_fails": ToyFails, "toy_fragile": ToyFragile}
 
 
 def _raw(methods: list[str], **tuning) -> dict:
@@ -289,6 +300,26 @@ def test_the_retain_drop_is_golds_retain_accuracy_minus_the_unlearned_one(tuned)
         assert recorded == pytest.approx(max(drops), abs=1e-6)
         for t in doc["protocols"][protocol]["toy_step"]["trials"]:
             assert t["feasible"] == (t["retain_drop"] <= 0.05)
+
+
+def test_every_tuning_seed_counts_for_the_objective_and_the_constraint(tmp_path):
+    """With two tuning seeds the objective is the mean of the seeds' ToW AUCs and the retain drop the worst
+    request of either: a configuration that wrecks one model of two is infeasible, though the other seed
+    alone would pass it."""
+    from benchmark.runner.tuning import run_trial, violation
+
+    run = _prepare(tmp_path, _raw(["original"], seeds=[100, 101]))
+    run_tuning(run)  # trains both seeds' tuning originals and golds
+    td = tuning_data(run)
+    rec = run_trial(run, td, "random", "toy_fragile", {"lr": 0.1, "steps": 1})
+    assert rec["status"] == "ok" and len(rec["tow"]) == 2
+    auc = [sum(t) / len(t) for t in rec["tow"]]
+    assert rec["value"] == pytest.approx(sum(auc) / 2)
+    untouched = run_trial(run, td, "random", "original", {})
+    assert auc[0] == pytest.approx(sum(untouched["tow"][0]) / len(untouched["tow"][0]))  # seed 100: untouched
+    assert auc[1] < 0.5 * auc[0]
+    assert untouched["retain_drop"] <= 0.05 < rec["retain_drop"]
+    assert rec["retain_drop"] > 0.5 and violation(rec, 0.05) > 0
 
 
 def test_rerun_computes_nothing_and_a_new_method_tunes_alone(tuned):
