@@ -208,7 +208,8 @@ class TuningConfig:
     ``sampler``: ``tpe`` or ``random``, seeded from ``sampler_seed``; ``validation_fraction`` of the
     training set (stratified, seeded by ``validation_seed``) is held out to measure accuracy: the test
     split is never read. ``max_retain_drop``: a configuration whose retain accuracy falls more than this
-    below the tuning gold model's at any request is infeasible (an Optuna constraint; None: no constraint).
+    below the tuning gold model's at any request of any tuning seed is infeasible (an Optuna constraint;
+    None: no constraint).
     """
 
     seeds: tuple[int, ...] = DEFAULT_TUNING_SEEDS
