@@ -19,20 +19,18 @@ evaluation forget set. Run it in a checkout whose pipeline has run (the tuning m
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from benchmark.config import load_params
-from benchmark.runner.artifacts import Layout
+from benchmark.metrics.accuracy import accuracy_from_probs, predict_proba
 from benchmark.runner.cells import base_config
-from benchmark.runner.suite import SuiteRun
+from benchmark.runner.suite import open_suite
 from benchmark.runner.tuning import run_trial
 from benchmark.runner.tuning_data import tuning_data
-from benchmark.unlearners.base import Context, DataView, Request, get_unlearner
+from benchmark.unlearners.base import Context, Request, get_unlearner
 
 
 def main() -> None:
@@ -47,43 +45,33 @@ def main() -> None:
     args = ap.parse_args()
 
     params = load_params(Path(args.root) / "params.yaml")
-    run = SuiteRun(params, params.suite(args.suite), Layout(Path(args.root)))
+    run = open_suite(params, args.suite, Path(args.root))
     td = tuning_data(run)
     hp = {**base_config(run, args.method), **json.loads(args.hparams)}
-    every = td.cfg
-    drops = []
-    for seed in every.seeds:
-        td.cfg = dataclasses.replace(every, seeds=(seed,))
-        record = run_trial(run, td, args.protocol, args.method, hp)
-        drops.append(record["retain_drop"] if record["status"] == "ok" else float("nan"))
-    td.cfg = every
+    record = run_trial(run, td, args.protocol, args.method, hp)
     print(f"{args.suite} {args.protocol} {args.method} {json.dumps(json.loads(args.hparams))}")
-    print("  largest retain drop per tuning seed: "
-          + ", ".join(f"{s}: {d:.3f}" for s, d in zip(every.seeds, drops, strict=True)))
+    if record["status"] != "ok":
+        raise SystemExit(f"  the trial failed: {record['reason']}")
+    print("  largest retain drop per tuning seed: " + ", ".join(
+        f"{s}: {d:.3f}" for s, d in zip(td.cfg.seeds, record["retain_drop_by_seed"], strict=True)))
     if args.swap_seed is None:
         return
-    x, y = run.snapshot.x_train, run.snapshot.y_train
     forget = np.intersect1d(run.requests(args.protocol, args.swap_seed)[args.swap_request - 1], td.train_idx)
     keep = np.setdiff1d(td.train_idx, forget)
-
-    def view(idx: np.ndarray) -> DataView:
-        return DataView(x[idx], y[idx], torch.as_tensor(idx))
-
-    def accuracy(model: torch.nn.Module) -> float:
-        with torch.no_grad():
-            return float((model(x[keep]).argmax(1) == y[keep]).float().mean())
-
     print(f"  evaluation seed {args.swap_seed} request {args.swap_request}: {len(forget)} examples in T")
-    for seed in every.seeds:
-        model = td.load_original(seed, args.protocol)
-        before = accuracy(model)
-        request = Request(step=1, forget=view(forget), forget_all=view(forget), retain=view(keep),
+    for seed in td.cfg.seeds:
+        y = td.train_labels(args.protocol, seed)  # the tuning original's labels (flipped ones included)
+        retain = td.view(keep, y)
+        request = Request(step=1, forget=td.view(forget, y), forget_all=td.view(forget, y), retain=retain,
                           num_classes=run.snapshot.num_classes)  # fmt: skip
         ctx = Context(seed=seed, recipe=run.suite.recipe, make_model=td.make_model, n_train=td.n_train,
                       budget_s=run.suite.budget_s)  # fmt: skip
         ctx.info = {}
+        model = td.load_original(seed, args.protocol)
+        before = accuracy_from_probs(predict_proba(model, retain.x), retain.y)
         model = get_unlearner(args.method)(**hp).unlearn(model, request, ctx)
-        print(f"  tuning original {seed}: retain accuracy {before:.3f} -> {accuracy(model):.3f}  {ctx.info}")
+        after = accuracy_from_probs(predict_proba(model, retain.x), retain.y)
+        print(f"  tuning original {seed}: retain accuracy {before:.3f} -> {after:.3f}  {ctx.info}")
 
 
 if __name__ == "__main__":

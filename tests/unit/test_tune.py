@@ -320,6 +320,9 @@ def test_every_tuning_seed_counts_for_the_objective_and_the_constraint(tmp_path)
     assert auc[1] < 0.5 * auc[0]
     assert untouched["retain_drop"] <= 0.05 < rec["retain_drop"]
     assert rec["retain_drop"] > 0.5 and violation(rec, 0.05) > 0
+    # each seed's own worst request: seed 100's is original's there, seed 101's is the trial's
+    assert rec["retain_drop_by_seed"][0] == pytest.approx(untouched["retain_drop_by_seed"][0])
+    assert rec["retain_drop_by_seed"][1] == rec["retain_drop"]
 
 
 def test_rerun_computes_nothing_and_a_new_method_tunes_alone(tuned):
