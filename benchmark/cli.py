@@ -93,7 +93,8 @@ def _memorize(run, args):  # noqa: ANN001
 def _population(run, args):  # noqa: ANN001
     from benchmark.runner.population import train_population
 
-    if run.suite.population is None:
+    if run.suite.population is None:  # the stage's output still exists, so `dvc repro` records it
+        run.layout.population_dir(run.suite.name).mkdir(parents=True, exist_ok=True)
         return "no population configured"
     counts = train_population(run)
     return f"{counts['run']} members trained, {counts['cached']} reused"

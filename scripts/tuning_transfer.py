@@ -12,8 +12,14 @@ separately: the tuning constraint takes the largest of these. With ``--swap-seed
 request to each tuning original whose forget set is evaluation seed S's request ``--swap-request`` (its
 examples inside the tuning training set T), and prints the retain accuracy on T minus them before and after:
 whether the damage follows the forget examples or the model. A diagnostic: tuning itself never reads an
-evaluation forget set. Run it in a checkout whose pipeline has run (the tuning models and forget sets under
-``runs/``).
+evaluation forget set. With ``--with-validation`` it applies each tuning seed's own request 1 to its
+tuning original twice, with the retained data (what the method's importances and the retain accuracy see) T
+minus the request and T plus the validation split minus it: whether the configuration is a stable
+function of the data (the ``ssd`` docstring's figures). Run it in a checkout whose pipeline has run (the
+tuning models and forget sets under ``runs/``).
+
+    python scripts/tuning_transfer.py --suite digits-mlp --protocol memorized --method ssd \
+        --hparams '{"alpha": 96.68, "lambda": 0.1231, "importance": "batch"}' --with-validation
 """
 
 from __future__ import annotations
@@ -21,15 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmark.config import load_params
 from benchmark.metrics.accuracy import accuracy_from_probs, predict_proba
 from benchmark.runner.cells import base_config
-from benchmark.runner.suite import open_suite
+from benchmark.runner.suite import SuiteRun, open_suite
 from benchmark.runner.tuning import run_trial
-from benchmark.runner.tuning_data import tuning_data
+from benchmark.runner.tuning_data import TuningData, tuning_data
 from benchmark.unlearners.base import Context, Request, get_unlearner
 
 
@@ -41,6 +48,7 @@ def main() -> None:
     ap.add_argument("--hparams", default="{}", help="JSON object over the method's base configuration")
     ap.add_argument("--swap-seed", type=int, default=None, help="evaluation seed of the forget set")
     ap.add_argument("--swap-request", type=int, default=1)
+    ap.add_argument("--with-validation", action="store_true", help="request 1 with and without V in the data")
     ap.add_argument("--root", default=".")
     args = ap.parse_args()
 
@@ -54,25 +62,40 @@ def main() -> None:
         raise SystemExit(f"  the trial failed: {record['reason']}")
     print("  largest retain drop per tuning seed: " + ", ".join(
         f"{s}: {d:.3f}" for s, d in zip(td.cfg.seeds, record["retain_drop_by_seed"], strict=True)))
+    if args.with_validation:
+        both = np.union1d(td.train_idx, td.val_idx)
+        for seed in td.cfg.seeds:
+            forget = td.requests(args.protocol, seed)[0]
+            drops = [_apply(run, td, args, hp, seed, forget, np.setdiff1d(data, forget))
+                     for data in (td.train_idx, both)]  # fmt: skip
+            print(f"  tuning seed {seed} request 1: retain drop {drops[0]:.3f} on T, {drops[1]:.3f} on T + V")
     if args.swap_seed is None:
         return
     forget = np.intersect1d(run.requests(args.protocol, args.swap_seed)[args.swap_request - 1], td.train_idx)
     keep = np.setdiff1d(td.train_idx, forget)
     print(f"  evaluation seed {args.swap_seed} request {args.swap_request}: {len(forget)} examples in T")
     for seed in td.cfg.seeds:
-        y = td.train_labels(args.protocol, seed)  # the tuning original's labels (flipped ones included)
-        retain = td.view(keep, y)
-        request = Request(step=1, forget=td.view(forget, y), forget_all=td.view(forget, y), retain=retain,
-                          num_classes=run.snapshot.num_classes)  # fmt: skip
-        ctx = Context(seed=seed, recipe=run.suite.recipe, make_model=td.make_model, n_train=td.n_train,
-                      budget_s=run.suite.budget_s)  # fmt: skip
-        ctx.info = {}
-        model = td.load_original(seed, args.protocol)
-        before = accuracy_from_probs(predict_proba(model, retain.x), retain.y)
-        model = get_unlearner(args.method)(**hp).unlearn(model, request, ctx)
-        after = accuracy_from_probs(predict_proba(model, retain.x), retain.y)
-        print(f"  tuning original {seed}: retain accuracy {before:.3f} -> {after:.3f}  {ctx.info}")
+        _apply(run, td, args, hp, seed, forget, keep, verbose=True)
 
+
+def _apply(run: SuiteRun, td: TuningData, args: argparse.Namespace, hp: dict[str, Any], seed: int,
+           forget: np.ndarray, keep: np.ndarray, verbose: bool = False) -> float:  # fmt: skip
+    """Request 1 = ``forget`` on tuning original ``seed`` with ``keep`` as the retained data; the retain
+    accuracy lost."""
+    y = td.train_labels(args.protocol, seed)  # the tuning original's labels (flipped ones included)
+    retain = td.view(keep, y)
+    request = Request(step=1, forget=td.view(forget, y), forget_all=td.view(forget, y), retain=retain,
+                      num_classes=run.snapshot.num_classes)  # fmt: skip
+    ctx = Context(seed=seed, recipe=run.suite.recipe, make_model=td.make_model, n_train=td.n_train,
+                  budget_s=run.suite.budget_s)  # fmt: skip
+    ctx.info = {}
+    model = td.load_original(seed, args.protocol)
+    before = accuracy_from_probs(predict_proba(model, retain.x), retain.y)
+    model = get_unlearner(args.method)(**hp).unlearn(model, request, ctx)
+    after = accuracy_from_probs(predict_proba(model, retain.x), retain.y)
+    if verbose:
+        print(f"  tuning original {seed}: retain accuracy {before:.3f} -> {after:.3f}  {ctx.info}")
+    return before - after
 
 if __name__ == "__main__":
     main()

@@ -294,7 +294,7 @@ def test_ssd_match_batch_uses_forget_sized_batches_for_both_importances():
     imp_f = minibatch_importance(model, x[forget], y[forget], 3)
     beta, _ = ssd_factors(imp_d, imp_f, alpha=1.0, lam=0.5)
     ctx = context()
-    hp = dict(batch_size=128, match_batch=True, order="given", full_data="current")
+    hp = dict(importance="batch", batch_size=128, match_batch=True, order="given", full_data="current")
     out = get_unlearner("ssd")(alpha=1.0, **{"lambda": 0.5}, **hp).unlearn(
         model, request_of(x, y, forget, retain, 3), ctx
     )
@@ -433,7 +433,7 @@ def test_delete_erases_a_class_and_keeps_the_others():
 
 OTHER_CONFIGS = [
     ("influence", {"mode": "woodfisher"}),
-    ("ssd", {"importance": "fisher"}),
+    ("ssd", {"importance": "batch"}),
     ("delete", {"retain_weight": 1.0}),
 ]
 
