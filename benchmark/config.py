@@ -55,7 +55,7 @@ GRIDS = ("default", "full")  # methods not listed under methods: run their defau
 EXECUTOR_KINDS = ("local", "ray")
 SAMPLERS = ("tpe", "random")  # Optuna's TPESampler / RandomSampler
 MIN_TRIALS = 6
-DEFAULT_TUNING_SEEDS = (100, 101, 102)  # tuning.seeds when params.yaml gives none
+DEFAULT_TUNING_SEEDS = (100, 101, 102, 103, 104)  # tuning.seeds when params.yaml gives none
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ CASES = [
     ("protocols.memorized.pool=0.05", ("protocols", "memorized", "pool"), 0.05),
     ("grid=full", ("grid",), "full"),
     ("executor.kind=local", ("executor", "kind"), "local"),
-    ("suites.mnist5k-mlp.population.models=40", ("suites", "mnist5k-mlp", "population", "models"), 40),
+    ("suites.digits-mlp.population.models=60", ("suites", "digits-mlp", "population", "models"), 60),
 ]
 
 

@@ -51,8 +51,17 @@ def test_full_preset_runs_the_converged_exact_cubic_method_and_full_grids():
     assert params.suites.keys() == yaml.safe_load((ROOT / "params.yaml").read_text())["suites"].keys()
 
 
+def test_klom_mnist_preset_adds_the_mnist_population_the_default_leaves_out():
+    default = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    assert default.suites["mnist5k-mlp"].population is None  # the cold-run budget (README, Populations)
+    params = parse_params(apply_preset("klom-mnist", ROOT / "params.yaml", ROOT))
+    pop = params.suites["mnist5k-mlp"].population
+    assert pop is not None and pop.models == 20 and pop.protocols == ("memorized", "mislabeled")
+    assert params.suites["digits-mlp"] == default.suites["digits-mlp"]  # nothing else changes
+
+
 def test_unknown_preset_and_invalid_result_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="known presets: cifar10-resnet18, fmnist-cnn, full"):
+    with pytest.raises(ConfigError, match="known presets: cifar10-resnet18, fmnist-cnn, full, klom-mnist, klom-random"):
         apply_preset("nope", ROOT / "params.yaml", ROOT)
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "bad.yaml").write_text("grid: huge\n")
