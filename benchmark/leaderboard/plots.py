@@ -391,7 +391,8 @@ def plot_suite(df: pd.DataFrame, suite: str, plots_dir: Path, head: pd.DataFrame
     """Write the figures of one suite under ``plots_dir``; returns the paths written (in
     :data:`PLOT_KINDS` order). ``head`` is the headline (one row per method; computed from ``df``
     when omitted, then without population columns); ``examples`` the per-example KLoM rows
-    (``<suite>_population_examples.csv``; no CDF without them). Figures with no data are skipped.
+    (``<suite>_population_examples.csv``; no CDF without them). Figures with no data are skipped, and an
+    earlier file of theirs is removed.
 
     Each PNG carries the hash of its inputs (:func:`_input_key`); a figure whose file already holds the
     current hash is not drawn again (a leaderboard re-render after one suite changed redraws that suite
@@ -419,6 +420,8 @@ def plot_suite(df: pd.DataFrame, suite: str, plots_dir: Path, head: pd.DataFrame
                 path = plotter(ok, head, suite, Target(target, key), styles, ex)
                 if path is not None:
                     written.append(path)
+                else:  # no data now (e.g. the suite's population was dropped): no figure of earlier results
+                    target.unlink(missing_ok=True)
     finally:
         _STEPS_MEMO.clear()
     return written

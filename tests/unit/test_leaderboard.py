@@ -490,6 +490,19 @@ def test_plots_skip_without_ok_data(tmp_path):
     assert SKIP_REASON in readme and "plots/" not in readme
 
 
+def test_a_figure_without_data_now_removes_its_earlier_file(tmp_path, rendered):
+    """A suite whose population was dropped from params.yaml: its KLoM CDF of the earlier run goes too."""
+    _, _, df = rendered
+    pop, ex = _population(df)
+    first = write_leaderboard(df, tmp_path, population=pop, population_examples=ex)
+    cdfs = [p for p in first if p.name.endswith("_klom_cdf.png")]
+    assert cdfs and all(p.exists() for p in cdfs)
+    again = write_leaderboard(df, tmp_path)  # no population files this time
+    assert not any(p.name.endswith("_klom_cdf.png") for p in again)
+    assert not any(p.exists() for p in cdfs)
+    assert "_klom_cdf.png" not in (tmp_path / "README.md").read_text()
+
+
 def test_hand_written_pages_beside_the_leaderboard_are_linked(tmp_path, rendered):
     _, _, df = rendered
     write_leaderboard(df, tmp_path)
