@@ -61,7 +61,8 @@ def test_klom_mnist_preset_adds_the_mnist_population_the_default_leaves_out():
 
 
 def test_unknown_preset_and_invalid_result_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="known presets: cifar10-resnet18, fmnist-cnn, full, klom-mnist, klom-random"):
+    known = "known presets: cifar10-resnet18, fmnist-cnn, full, klom-mnist, klom-random"
+    with pytest.raises(ConfigError, match=known):
         apply_preset("nope", ROOT / "params.yaml", ROOT)
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "bad.yaml").write_text("grid: huge\n")
