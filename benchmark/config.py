@@ -202,8 +202,9 @@ class TuningConfig:
     """Hyperparameter selection (:mod:`benchmark.runner.tuning`), leak-free by construction.
 
     ``seeds``: the model and forget-set seeds of the tuning originals (disjoint from every evaluation
-    seed; default three: the objective is their mean and the retain constraint holds on each one's every
-    request, so a configuration that harms one model in three is not selected by luck); ``trials``: the
+    seed; default five, as many as the evaluation's: the objective is their mean and the retain constraint
+    holds on each one's every request, so a configuration that harms one model of several is not selected
+    by luck); ``trials``: the
     same number of Optuna trials for every method (trial 0 = its default);
     ``sampler``: ``tpe`` or ``random``, seeded from ``sampler_seed``; ``validation_fraction`` of the
     training set (stratified, seeded by ``validation_seed``) is held out to measure accuracy: the test

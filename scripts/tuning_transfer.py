@@ -97,5 +97,6 @@ def _apply(run: SuiteRun, td: TuningData, args: argparse.Namespace, hp: dict[str
         print(f"  tuning original {seed}: retain accuracy {before:.3f} -> {after:.3f}  {ctx.info}")
     return before - after
 
+
 if __name__ == "__main__":
     main()

@@ -51,6 +51,20 @@ def test_full_preset_runs_the_converged_exact_cubic_method_and_full_grids():
     assert params.suites.keys() == yaml.safe_load((ROOT / "params.yaml").read_text())["suites"].keys()
 
 
+@pytest.mark.parametrize("name", available_presets(ROOT))
+def test_every_preset_applies_to_the_default_params(name):
+    """A preset overlays the current params.yaml: a change of the default (e.g. a population set to null)
+    must not leave a preset that merges into it incomplete."""
+    parse_params(apply_preset(name, ROOT / "params.yaml", ROOT))
+
+
+def test_klom_random_preset_keeps_the_methods_of_the_populations():
+    params = parse_params(apply_preset("klom-random", ROOT / "params.yaml", ROOT))
+    pops = {name: s.population for name, s in params.suites.items()}
+    assert all(p is not None and p.protocols == ("random",) for p in pops.values())
+    assert pops["mnist5k-mlp"].methods == pops["digits-mlp"].methods  # type: ignore[union-attr]
+
+
 def test_klom_mnist_preset_adds_the_mnist_population_the_default_leaves_out():
     default = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     assert default.suites["mnist5k-mlp"].population is None  # the cold-run budget (README, Populations)
