@@ -4,8 +4,8 @@ Layout::
 
     datasets:   {NAME: {source, split_seed, test_fraction, max_train?, max_test?, hf_path?}}
     protocols:  {NAME: {kind: random|class|memorized|mislabeled, requests,
-                        fraction? (random, memorized: share of D per request), pool?, tuning_reserve?
-                        (memorized),
+                        fraction? (random, memorized: share of D per request), pool?, tuning_reserve?,
+                        level? (memorized: high|mid|low|mix),
                         classes_per_request? (class), corrupt_fraction?, identified? (mislabeled),
                         seed? (forget sets shared by all model seeds; omitted: drawn per model seed)}}
     methods:    {NAME: {PARAM: [grid values]} | [{PARAM: [..]}, ..]}  # grid overrides; a list = union
@@ -50,6 +50,9 @@ class ConfigError(ValueError):
 
 ARCHS = ("logreg", "mlp", "cnn", "resnet18")
 PROTOCOL_KINDS = ("random", "class", "memorized", "mislabeled")
+# `memorized` forget sets by memorisation level (Zhao et al. 2024, RUM): the most memorised, those closest to
+# 0.5, the least memorised, or a third of each (benchmark.data.protocols)
+MEMORIZATION_LEVELS = ("high", "mid", "low", "mix")
 OPTIMIZERS = ("adam", "sgd")
 GRIDS = ("default", "full")  # methods not listed under methods: run their default / whole built-in grid
 EXECUTOR_KINDS = ("local", "ray")
@@ -85,6 +88,16 @@ class ProtocolConfig:
     # memorized: the evaluation draws from the even ranks of the top 2·pool of the memorisation ranking and
     # leaves the odd ranks to the tuning forget sets (as memorised as the evaluation's); False: the top pool
     tuning_reserve: bool = True
+    level: str = "high"  # memorized: which memorisation level the pool holds (MEMORIZATION_LEVELS)
+
+    def key_fields(self) -> dict[str, Any]:
+        """The fields for cache keys (cells, trials, population members): every field, except ``level`` at
+        its default ``high``, which the protocols had before the option existed, so adding it kept the
+        cached results of every existing protocol valid."""
+        fields_ = dict(vars(self))
+        if self.level == "high":
+            del fields_["level"]
+        return fields_
 
     @property
     def corrupts_labels(self) -> bool:
@@ -295,7 +308,7 @@ def _fraction(d: dict[str, Any], k: str, key: str, default: float | None = None)
 _PROTOCOL_KEYS = {
     "random": {"fraction"},
     "class": {"classes_per_request"},
-    "memorized": {"fraction", "pool", "tuning_reserve"},
+    "memorized": {"fraction", "pool", "tuning_reserve", "level"},
     "mislabeled": {"corrupt_fraction", "identified"},
 }
 
@@ -332,6 +345,9 @@ def _protocol(name: str, d: dict[str, Any]) -> ProtocolConfig:
     if kind == "memorized" and tuning_reserve and pool is not None and 2 * pool >= 1:
         raise ConfigError(f"{key}.pool: with tuning_reserve the evaluation and tuning share the top 2 x pool "
                           f"of the ranking, so pool must be < 0.5, got {pool}")  # fmt: skip
+    level = _typed(d, "level", key, str, "high")
+    if level not in MEMORIZATION_LEVELS:
+        raise ConfigError(f"{key}.level: unknown level {level!r}; known: {', '.join(MEMORIZATION_LEVELS)}")
     classes_per_request = _typed(d, "classes_per_request", key, int, 1)
     if classes_per_request < 1:
         raise ConfigError(f"{key}.classes_per_request: must be >= 1, got {classes_per_request}")
@@ -353,6 +369,7 @@ def _protocol(name: str, d: dict[str, Any]) -> ProtocolConfig:
         corrupt_fraction=corrupt,
         identified=identified,
         tuning_reserve=tuning_reserve,
+        level=level,
     )
 
 

@@ -12,6 +12,9 @@
   evaluation's: with the top ``pool`` for the evaluation, tuning could only draw from the next tier down
   (on digits-mlp 31 training examples of that tier scored above 0.5), and methods were tuned on examples
   far easier to forget than those they were judged on. Without it the pool is the top ``pool · N``.
+  ``level`` (RUM's memorisation levels, Zhao et al. 2024) chooses the ranking: ``high`` (the default, above),
+  ``mid`` (closest to a score of 0.5 first), ``low`` (least memorised first) or ``mix`` (a third of every
+  request from each): RUM found unlearning harder the more memorised the forget set.
 * ``mislabeled`` (corrective unlearning, Goel et al. 2024, "Corrective Machine Unlearning"): a seeded
   ``corrupt_fraction`` of the training labels is flipped to a uniformly drawn *other* class before the
   original is trained; the K requests delete ``identified`` of those samples (all of them by default), in
@@ -68,16 +71,7 @@ def make_requests(
     if config.kind == "memorized":
         if memorization is None or len(memorization) != len(labels):
             raise ProtocolError(f"protocols.{config.name}: needs a memorisation score per training sample")
-        assert config.fraction is not None and config.pool is not None
-        size = max(1, round(config.fraction * len(labels)))
-        pool_n = max(size * config.requests, round(config.pool * len(labels)))
-        ranked = np.argsort(-np.asarray(memorization, dtype=float), kind="stable")
-        ranked = ranked[: 2 * pool_n : 2] if config.tuning_reserve else ranked[:pool_n]
-        if len(ranked) < size * config.requests:
-            raise ProtocolError(f"protocols.{config.name}: a pool of {len(ranked)} samples cannot supply "
-                                f"{config.requests} requests of {size}")  # fmt: skip
-        chosen = rng.permutation(ranked)[: size * config.requests]
-        return [np.sort(chosen[k * size : (k + 1) * size]).astype(np.int64) for k in range(config.requests)]
+        return _memorized_requests(config, np.asarray(memorization, dtype=float), rng)
     if config.kind == "mislabeled":
         n_classes = int(num_classes if num_classes is not None else labels.max() + 1)
         bad, _ = corrupt_labels(config, labels, seed, n_classes)
@@ -98,6 +92,73 @@ def make_requests(
         )
     chosen = rng.permutation(classes)[:needed].reshape(config.requests, config.classes_per_request)
     return [np.flatnonzero(np.isin(labels, row)).astype(np.int64) for row in chosen]
+
+
+def level_ranking(memorization: np.ndarray, level: str) -> np.ndarray:
+    """Training indices in the order a ``memorized`` pool of ``level`` takes them (ties by index).
+
+    ``high``: most memorised first; ``low``: least memorised first; ``mid``: closest to a score of 0.5 first
+    (the three forget sets of Zhao et al. 2024, RUM, ``generate_mask.py``: top N, bottom N, and the N with
+    the smallest ``|mem - 0.5|``).
+    """
+    mem = np.asarray(memorization, dtype=float)
+    if level == "high":
+        return np.argsort(-mem, kind="stable")
+    if level == "low":
+        return np.argsort(mem, kind="stable")
+    if level == "mid":
+        return np.argsort(np.abs(mem - 0.5), kind="stable")
+    raise ProtocolError(f"unknown memorisation level {level!r}")
+
+
+def _level_pool(ranked: np.ndarray, pool_n: int, reserve: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(the pool the evaluation draws from, every rank it spans): the top ``pool_n`` of ``ranked``, or with
+    the tuning reserve the even ranks of its top ``2 · pool_n`` (the odd ones are left to tuning)."""
+    span = ranked[: 2 * pool_n] if reserve else ranked[:pool_n]
+    return (span[::2] if reserve else span), span
+
+
+def _memorized_requests(
+    config: ProtocolConfig, mem: np.ndarray, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """``memorized``: K requests of ``round(fraction · N)`` samples drawn from the pool of ``config.level``.
+
+    ``mix`` (RUM's mixed forget set): every request takes ``size // 3`` samples from the ``high`` pool, as
+    many from the ``mid`` pool and the rest from the ``low`` pool (RUM: ``N // 3`` highest, ``N // 3``
+    closest to 0.5, the ``ceil(N / 3)`` lowest, which is N − 1 samples when N mod 3 = 2: here a request keeps
+    its size and the low level gives the one more); the pool is shared out in the same proportions, and the
+    three pools are disjoint: ``high`` claims its ranks first, then ``low``, then ``mid`` from what is left
+    (on a small dataset the samples closest to 0.5 may be among the most memorised).
+    """
+    assert config.fraction is not None and config.pool is not None
+    n, k_req = len(mem), config.requests
+    size = max(1, round(config.fraction * n))
+    pool_n = max(size * k_req, round(config.pool * n))
+    if config.level != "mix":
+        pool, _ = _level_pool(level_ranking(mem, config.level), pool_n, config.tuning_reserve)
+        if len(pool) < size * k_req:
+            raise ProtocolError(f"protocols.{config.name}: a pool of {len(pool)} samples cannot supply "
+                                f"{k_req} requests of {size}")  # fmt: skip
+        chosen = rng.permutation(pool)[: size * k_req]
+        return [np.sort(chosen[k * size : (k + 1) * size]).astype(np.int64) for k in range(k_req)]
+    if size < 3:
+        raise ProtocolError(f"protocols.{config.name}: level 'mix' takes a third of each request from each "
+                            f"level, so a request needs >= 3 samples, got {size}")  # fmt: skip
+    shares = {"high": size // 3, "mid": size // 3, "low": size - 2 * (size // 3)}
+    pools: dict[str, np.ndarray] = {}
+    claimed = np.zeros(n, dtype=bool)
+    for level in ("high", "low", "mid"):
+        ranked = level_ranking(mem, level)
+        ranked = ranked[~claimed[ranked]]
+        part_n = max(shares[level] * k_req, round(pool_n * shares[level] / size))
+        pools[level], span = _level_pool(ranked, part_n, config.tuning_reserve)
+        claimed[span] = True
+        if len(pools[level]) < shares[level] * k_req:
+            raise ProtocolError(f"protocols.{config.name}: the {level} pool of {len(pools[level])} samples "
+                                f"cannot supply {k_req} requests of {shares[level]}")  # fmt: skip
+    drawn = {lv: rng.permutation(pools[lv])[: shares[lv] * k_req] for lv in ("high", "mid", "low")}
+    parts = [[drawn[lv][k * shares[lv] : (k + 1) * shares[lv]] for lv in drawn] for k in range(k_req)]
+    return [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]
 
 
 def _stable_id(name: str) -> int:

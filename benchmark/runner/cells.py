@@ -160,7 +160,7 @@ def cell_key(run: SuiteRun, cell: Cell) -> str:
             "method": cell.method,
             "hparams": cell.hparams,
             "suite": run.suite.as_dict(),
-            "protocol": vars(run.protocol(cell.protocol)),
+            "protocol": run.protocol(cell.protocol).key_fields(),
             "seed": cell.seed,
             "data": run.data_key,
             "original": file_hash(orig),

@@ -92,7 +92,7 @@ def member_key(run: SuiteRun, m: Member) -> str:
     forget = stable_hash([r.tolist() for r in run.requests(m.protocol, POP)])
     code = method_code_hash(m.method)
     return stable_hash({"code": code, "method": m.method, "hparams": dict(m.hparams),
-                        "original": member_key(run, orig), "protocol": vars(run.protocol(m.protocol)),
+                        "original": member_key(run, orig), "protocol": run.protocol(m.protocol).key_fields(),
                         "forget": forget, "budget_s": run.suite.budget_s})  # fmt: skip
 
 

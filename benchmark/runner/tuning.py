@@ -170,7 +170,7 @@ def trial_key(
             "suite": run.suite.as_dict(),
             "budget_s": run.suite.budget_s,
             "tuning": {"seeds": list(td.cfg.seeds), "split": td.split_key},
-            "protocol": vars(run.protocol(protocol)),
+            "protocol": run.protocol(protocol).key_fields(),
             "forget": td.forget_key(protocol),
             "originals": [file_hash(td.original_path(s, variant)) for s in td.cfg.seeds],
             "method": method,

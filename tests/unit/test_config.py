@@ -72,6 +72,8 @@ def test_default_params_are_valid(raw):
             "protocols.m.tuning_reserve",
         ),
         (lambda r: r["protocols"]["random"].update(tuning_reserve=True), "protocols.random.tuning_reserve"),
+        (lambda r: r["protocols"]["memorized"].update(level="highest"), "protocols.memorized.level"),
+        (lambda r: r["protocols"]["random"].update(level="mix"), "protocols.random.level"),
         (
             lambda r: r["protocols"].update(m={"kind": "mislabeled", "requests": 5}),
             "protocols.m.corrupt_fraction",
