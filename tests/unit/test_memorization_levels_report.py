@@ -1,0 +1,50 @@
+"""scripts/memorization_levels.py: which protocol holds which level, and the table it renders."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from benchmark.presets import apply_preset
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "memorization_levels.py"
+spec = importlib.util.spec_from_file_location("memorization_levels", SCRIPT)
+assert spec is not None and spec.loader is not None
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+
+
+def test_the_preset_gives_digits_every_level_and_the_default_only_high(tmp_path):
+    with pytest.raises(SystemExit, match="apply the preset"):
+        report.level_protocols(ROOT / "params.yaml", "digits-mlp")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(apply_preset("memorization-levels", ROOT / "params.yaml", ROOT)))
+    levels = report.level_protocols(params, "digits-mlp")
+    assert levels == {"low": "low_memorized", "mid": "mid_memorized", "high": "memorized",
+                      "mix": "mix_memorized"}  # fmt: skip
+
+
+def test_level_table_pivots_the_headline_by_level_and_ranks_by_the_mean():
+    protocols = {"low": "lo", "high": "hi"}
+    head = pd.DataFrame(
+        {
+            "suite": ["s"] * 5,
+            "protocol": ["lo", "hi", "lo", "hi", "random"],
+            "method": ["a", "a", "b", "b", "a"],
+            "tow_auc_mean": [0.9, 0.5, 0.95, 0.8, 0.1],
+            "tow_auc_ci": [0.01, 0.02, 0.03, np.nan, 0.0],
+        }
+    )
+    table = report.level_table(head, "s", protocols)
+    assert list(table.index) == ["b", "a"]  # mean over levels 0.875 > 0.7; `random` is not a level
+    assert table.loc["a", ("mean", "high")] == 0.5 and table.loc["b", ("ci", "low")] == 0.03
+    scores = pd.DataFrame({"level": ["low", "high"], "protocol": ["lo", "hi"], "mem_mean": [0.01, 0.6],
+                           "mem_min": [0.0, 0.5], "mem_max": [0.02, 0.7]})  # fmt: skip
+    md = report.markdown(table, scores, protocols).splitlines()
+    assert md[0] == "| method | low (`lo`) | high (`hi`) |"
+    assert md[2] == "| *mean score of the forget sets* | 0.010 [0.000, 0.020] | 0.600 [0.500, 0.700] |"
+    assert md[3] == "| b | 0.950 ± 0.030 | 0.800 |" and md[4] == "| a | 0.900 ± 0.010 | 0.500 ± 0.020 |"
