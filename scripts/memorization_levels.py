@@ -11,8 +11,9 @@ this script reads
 * the forget sets and memorisation scores under ``runs/<suite>/`` (the mean Feldman–Zhang score of the
   final forget set, the union of the K requests, averaged over the seeds: where each level sits),
 
-and writes ``<out>/README.md`` (the table) and ``<out>/<suite>_tow_by_level.png`` (the figure: levels on the
-x axis in order of their measured mean score, one line per method, 95 % CI bars).
+and writes ``<out>/README.md`` (the table), ``<out>/<suite>_levels.csv`` (the headline rows of the level
+protocols) and ``<out>/<suite>_tow_by_level.png`` (the figure: levels on the x axis in order of their
+measured mean score, one line per method, 95 % CI bars).
 
     python scripts/memorization_levels.py [--suite digits-mlp] [--out leaderboards/memorization-levels]
 """
@@ -40,6 +41,11 @@ from benchmark.runner.memorization import load_memorization  # noqa: E402
 from benchmark.runner.suite import open_suite  # noqa: E402
 
 LEVEL_ORDER = ("low", "mid", "high", "mix")
+# the headline columns kept in <out>/<suite>_levels.csv (one row per level and method)
+CSV_COLUMNS = ("suite", "protocol", "level", "method", "params_id", "n_seeds", "n_ok", "tow_auc_mean",
+               "tow_auc_ci", "tow_step1_mean", "tow_step1_ci", "tow_mean", "tow_ci", "acc_forget_mean",
+               "acc_retain_mean", "acc_test_mean", "margin_vs_original", "margin_vs_original_ci",
+               "margin_vs_original_p", "tuning_constraint")  # fmt: skip
 
 
 def level_protocols(params_path: Path, suite: str) -> dict[str, str]:
@@ -80,16 +86,17 @@ def forget_scores(params_path: Path, suite: str, protocols: dict[str, str]) -> p
 
 def level_table(headline: pd.DataFrame, suite: str, protocols: dict[str, str]) -> pd.DataFrame:
     """One row per method, one (mean, ci) column pair per level: the headline ToW AUC."""
-    head = headline[(headline["suite"] == suite) & headline["protocol"].isin(protocols.values())]
+    cols = ["suite", "protocol", "method", "tow_auc_mean", "tow_auc_ci"]
+    head = headline.loc[(headline["suite"] == suite) & headline["protocol"].isin(protocols.values()), cols]
     if head.empty:
         raise SystemExit(f"{suite}: no headline rows for {sorted(protocols.values())}; run dvc repro first")
     level_of = {p: lv for lv, p in protocols.items()}
     head = head.assign(level=head["protocol"].map(level_of))
     mean = head.pivot_table(index="method", columns="level", values="tow_auc_mean", aggfunc="first")
     ci = head.pivot_table(index="method", columns="level", values="tow_auc_ci", aggfunc="first")
-    cols = [lv for lv in protocols if lv in mean.columns]
-    out = pd.concat({"mean": mean[cols], "ci": ci[cols]}, axis=1)
-    order = mean[cols].mean(axis=1).sort_values(ascending=False).index
+    levels = [lv for lv in protocols if lv in mean.columns]
+    out = pd.concat({"mean": mean[levels], "ci": ci[levels]}, axis=1)
+    order = mean[levels].mean(axis=1).sort_values(ascending=False).index
     return out.loc[order]
 
 
@@ -112,7 +119,9 @@ def write_figure(table: pd.DataFrame, scores: pd.DataFrame, suite: str, path: Pa
             )  # fmt: skip
         mem = dict(zip(by_score["level"], by_score["mem_mean"], strict=True))
         ax.set_xticks(x, [f"{lv}\n(mean score {mem[lv]:.2f})" for lv in levels])
-        ax.set_ylim(-0.02, 1.02)
+        ci_all = table["ci"][levels].fillna(0).to_numpy(dtype=float)
+        low = np.nanmin(table["mean"][levels].to_numpy(dtype=float) - ci_all)
+        ax.set_ylim(max(-0.02, np.floor(low * 20) / 20 - 0.02), 1.02)
         ax.set_xlabel("memorisation level of the forget sets (Feldman–Zhang score, mean over seeds)")
         ax.set_ylabel("ToW AUC (mean over the K requests)")
         ax.set_title(f"{suite}: unlearning by memorisation level (mean ± 95% CI over seeds)")
@@ -172,7 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     protocols = level_protocols(args.params, args.suite)
     scores = forget_scores(args.params, args.suite, protocols)
-    table = level_table(pd.read_csv(args.headline), args.suite, protocols)
+    headline = pd.read_csv(args.headline)
+    table = level_table(headline, args.suite, protocols)
+    rows = headline[(headline["suite"] == args.suite) & headline["protocol"].isin(protocols.values())]
+    level_of = {p: lv for lv, p in protocols.items()}
+    rows = rows.assign(level=rows["protocol"].map(level_of))
+    rows = rows[[c for c in CSV_COLUMNS if c in rows.columns]]
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows.sort_values(["level", "method"]).to_csv(args.out / f"{args.suite}_levels.csv", index=False)
     fig = args.out / f"{args.suite}_tow_by_level.png"
     write_figure(table, scores, args.suite, fig)
     n_seeds = len(load_params(args.params).suite(args.suite).seeds)
