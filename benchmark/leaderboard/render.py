@@ -461,9 +461,13 @@ def _suite_file(suite: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in suite) + ".csv"
 
 
-# hand-written pages kept beside the generated files, linked when present
+# pages kept beside the generated files (hand-written, or a preset's committed results), linked when present
 EXTRA_PAGES: tuple[tuple[str, str], ...] = (
     ("paper-scale measurements on an accelerator (ResNet-18 speedup, Krylov memory)", "gpu/README.md"),
+    ("KLoM on mnist5k-mlp's memorized and mislabeled (klom-mnist preset)", "klom-mnist/README.md"),
+    ("KLoM on random, M large enough for its small gap (klom-random preset)", "klom-random/README.md"),
+    ("digits-mlp by memorisation level, RUM's low / mid / high / mix (memorization-levels preset)",
+     "memorization-levels/README.md"),
 )
 
 

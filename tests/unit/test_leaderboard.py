@@ -513,6 +513,12 @@ def test_hand_written_pages_beside_the_leaderboard_are_linked(tmp_path, rendered
     assert "(gpu/README.md)" in (tmp_path / "README.md").read_text()
     assert 'href="gpu/README.md"' in (tmp_path / "index.html").read_text()
     assert (tmp_path / "gpu" / "README.md").read_text() == "# measured elsewhere\n"  # left alone
+    # a preset's committed results (e.g. leaderboards/memorization-levels/) are linked the same way
+    assert "memorization-levels/README.md" not in (tmp_path / "README.md").read_text()
+    (tmp_path / "memorization-levels").mkdir()
+    (tmp_path / "memorization-levels" / "README.md").write_text("# by level\n")
+    write_leaderboard(df, tmp_path)
+    assert 'href="memorization-levels/README.md"' in (tmp_path / "index.html").read_text()
 
 
 def test_unchanged_figures_are_not_drawn_again(tmp_path):
