@@ -152,15 +152,23 @@ def _cell(protocol: str, seed: int, method: str, hp: dict[str, Any], params_id: 
 
 
 def cell_key(run: SuiteRun, cell: Cell) -> str:
+    """What a cell's result depends on: the method (code, configuration), the data, the model and recipe,
+    the original it starts from, the budget, and its own forget sets (the K requests of its protocol and
+    seed). Not the suite's lists of protocols and seeds: adding a protocol or a seed to a suite leaves its
+    other cells cached. The forget sets themselves, not only the protocol's settings, because they also
+    depend on things outside the protocol (the memorisation scores of a ``memorized`` protocol: a new
+    ``memorization`` setting draws other forget sets under the same protocol settings)."""
     cls = get_unlearner(cell.method)
     orig = run.original_path(cell.seed, cell.protocol)
+    suite = run.suite.as_dict()
     return stable_hash(
         {
             "code": method_code_hash(cls),
             "method": cell.method,
             "hparams": cell.hparams,
-            "suite": run.suite.as_dict(),
+            "suite": {k: suite[k] for k in ("dataset", "model", "train")},
             "protocol": run.protocol(cell.protocol).key_fields(),
+            "forget": stable_hash([r.tolist() for r in run.requests(cell.protocol, cell.seed)]),
             "seed": cell.seed,
             "data": run.data_key,
             "original": file_hash(orig),
