@@ -36,10 +36,11 @@ A trial whose method raises, skips, returns non-finite weights or exceeds the su
 recorded as failed with the reason and told to Optuna as pruned (a score of -inf); the study goes on.
 
 **Cache.** Each trial's result is a JSON under ``runs/<suite>/tuning/trials/<protocol>/<method>/``, keyed
-by (data, suite config, tuning split and seeds, protocol, tuning forget sets, tuning originals, method, its
-``code_hash``, the full hyperparameters, ``budget_s``). Trial i is proposed by a study rebuilt in memory
-from the records of trials 0..i-1 (``study.add_trial(create_trial(...))``), so a fresh run and a resumed
-one propose the same points, a re-run computes nothing, and adding a method tunes only that method.
+by (data, the suite's dataset, model and recipe, tuning split and seeds, protocol, tuning forget sets, tuning
+originals, method, its ``code_hash``, the full hyperparameters, ``budget_s``). Trial i is proposed by a
+study rebuilt in memory from the records of trials 0..i-1 (``study.add_trial(create_trial(...))``), so a
+fresh run and a resumed one propose the same points, a re-run computes nothing, and adding a method (or a
+protocol) tunes only that method (protocol).
 ``trials``, ``sampler`` and ``sampler_seed`` choose the points, not their results, and are not in the key.
 A finished study is also stored whole under ``runs/<suite>/tuning/studies/`` with :func:`study_key` (trial
 0's key, the space, the sampler settings, Optuna's version): the stage reuses it in the driver, so a tune
@@ -162,12 +163,17 @@ def trial_key(
     run: SuiteRun, td: TuningData, protocol: str, method: str, hparams: dict[str, Any],
     code: str | None = None,
 ) -> str:
-    """The cache key of one trial (``code``: the method's ``code_hash()``, computed here if not given)."""
+    """The cache key of one trial (``code``: the method's ``code_hash()``, computed here if not given).
+
+    Of the suite, its dataset, model and recipe only: the lists of evaluation protocols and seeds enter
+    through the tuning forget sets (drawn outside every evaluation forget set), so adding a protocol to a
+    suite re-tunes only that protocol."""
     variant = run.variant(protocol)
+    suite = run.suite.as_dict()
     return stable_hash(
         {
             "data": run.data_key,
-            "suite": run.suite.as_dict(),
+            "suite": {k: suite[k] for k in ("dataset", "model", "train")},
             "budget_s": run.suite.budget_s,
             "tuning": {"seeds": list(td.cfg.seeds), "split": td.split_key},
             "protocol": run.protocol(protocol).key_fields(),

@@ -130,6 +130,32 @@ def _doc(run) -> dict:
     return yaml.safe_load(run.layout.tuning_path("t").read_text())
 
 
+def test_trial_keys_hold_the_suites_data_model_and_recipe_not_its_other_protocols(tuned):
+    """Dropping `random` from the suite leaves every other protocol's trial keys (so its cached trials) as
+    they were: the tuning forget sets, which do depend on the evaluation's, did not change."""
+    from benchmark.runner.cells import base_config
+    from benchmark.runner.method_code import method_code_hash
+    from benchmark.runner.tuning import trial_key
+    from benchmark.runner.tuning_data import TuningData
+
+    run = tuned[0]
+    raw = _raw(["original", "toy_step", "toy_fails"])
+    raw["suites"]["t"]["protocols"] = ["class", "memorized", "mislabeled"]
+    del raw["suites"]["t"]["population"]  # it was on `random` (no other protocol's forget sets change)
+    fewer = open_suite(parse_params(raw), "t", run.layout.root)
+
+    def key(r, protocol):
+        td = TuningData(r, r.params.tuning)
+        code = method_code_hash("toy_step")
+        return trial_key(r, td, protocol, "toy_step", base_config(r, "toy_step"), code)
+
+    for protocol in ("class", "memorized", "mislabeled"):
+        assert key(fewer, protocol) == key(run, protocol), protocol
+    raw["suites"]["t"]["train"]["lr"] = 0.02  # another recipe: other trials
+    other = open_suite(parse_params(raw), "t", run.layout.root)
+    assert key(other, "class") != key(run, "class")
+
+
 # --- config ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("tuning", "suite", "match"),
