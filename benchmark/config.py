@@ -154,14 +154,11 @@ class SuiteConfig:
     # as_dict: a limit stops a runaway cell, it never changes what a finished cell computed
     memory_mb: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "model": self.model,
-            "train": vars(self.recipe),
-            "protocols": list(self.protocols),
-            "seeds": list(self.seeds),
-        }
+    def key_fields(self) -> dict[str, Any]:
+        """The suite's part of a cell's or trial's cache key: its dataset, model and recipe. Not its lists of
+        protocols and seeds: a cell or trial depends on its own forget sets (in its key), not on the suite's
+        other protocols and seeds."""
+        return {"dataset": self.dataset, "model": self.model, "train": vars(self.recipe)}
 
 
 @dataclass(frozen=True)

@@ -160,13 +160,12 @@ def cell_key(run: SuiteRun, cell: Cell) -> str:
     ``memorization`` setting draws other forget sets under the same protocol settings)."""
     cls = get_unlearner(cell.method)
     orig = run.original_path(cell.seed, cell.protocol)
-    suite = run.suite.as_dict()
     return stable_hash(
         {
             "code": method_code_hash(cls),
             "method": cell.method,
             "hparams": cell.hparams,
-            "suite": {k: suite[k] for k in ("dataset", "model", "train")},
+            "suite": run.suite.key_fields(),
             "protocol": run.protocol(cell.protocol).key_fields(),
             "forget": stable_hash([r.tolist() for r in run.requests(cell.protocol, cell.seed)]),
             "seed": cell.seed,

@@ -169,11 +169,10 @@ def trial_key(
     through the tuning forget sets (drawn outside every evaluation forget set), so adding a protocol to a
     suite re-tunes only that protocol."""
     variant = run.variant(protocol)
-    suite = run.suite.as_dict()
     return stable_hash(
         {
             "data": run.data_key,
-            "suite": {k: suite[k] for k in ("dataset", "model", "train")},
+            "suite": run.suite.key_fields(),
             "budget_s": run.suite.budget_s,
             "tuning": {"seeds": list(td.cfg.seeds), "split": td.split_key},
             "protocol": run.protocol(protocol).key_fields(),
