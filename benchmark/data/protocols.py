@@ -135,29 +135,25 @@ def _memorized_requests(
     size = max(1, round(config.fraction * n))
     pool_n = max(size * k_req, round(config.pool * n))
     if config.level != "mix":
-        pool, _ = _level_pool(level_ranking(mem, config.level), pool_n, config.tuning_reserve)
-        if len(pool) < size * k_req:
-            raise ProtocolError(f"protocols.{config.name}: a pool of {len(pool)} samples cannot supply "
-                                f"{k_req} requests of {size}")  # fmt: skip
-        chosen = rng.permutation(pool)[: size * k_req]
-        return [np.sort(chosen[k * size : (k + 1) * size]).astype(np.int64) for k in range(k_req)]
-    if size < 3:
+        shares = {config.level: size}
+    elif size < 3:
         raise ProtocolError(f"protocols.{config.name}: level 'mix' takes a third of each request from each "
                             f"level, so a request needs >= 3 samples, got {size}")  # fmt: skip
-    shares = {"high": size // 3, "mid": size // 3, "low": size - 2 * (size // 3)}
+    else:
+        shares = {"high": size // 3, "mid": size // 3, "low": size - 2 * (size // 3)}
     pools: dict[str, np.ndarray] = {}
     claimed = np.zeros(n, dtype=bool)
-    for level in ("high", "low", "mid"):
+    for level in sorted(shares, key=("high", "low", "mid").index):  # the order the levels claim their ranks
         ranked = level_ranking(mem, level)
         ranked = ranked[~claimed[ranked]]
-        part_n = max(shares[level] * k_req, round(pool_n * shares[level] / size))
+        part_n = max(shares[level] * k_req, round(pool_n * shares[level] / size))  # pool_n for one level
         pools[level], span = _level_pool(ranked, part_n, config.tuning_reserve)
         claimed[span] = True
         if len(pools[level]) < shares[level] * k_req:
             raise ProtocolError(f"protocols.{config.name}: the {level} pool of {len(pools[level])} samples "
                                 f"cannot supply {k_req} requests of {shares[level]}")  # fmt: skip
-    drawn = {lv: rng.permutation(pools[lv])[: shares[lv] * k_req] for lv in ("high", "mid", "low")}
-    parts = [[drawn[lv][k * shares[lv] : (k + 1) * shares[lv]] for lv in drawn] for k in range(k_req)]
+    drawn = {lv: rng.permutation(pools[lv])[: shares[lv] * k_req] for lv in shares}  # high, mid, low
+    parts = [[drawn[lv][k * shares[lv] : (k + 1) * shares[lv]] for lv in shares] for k in range(k_req)]
     return [np.sort(np.concatenate(p)).astype(np.int64) for p in parts]
 
 
