@@ -34,7 +34,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from benchmark.config import load_params  # noqa: E402
+from benchmark.config import Params, load_params  # noqa: E402
 from benchmark.data.protocols import cumulative  # noqa: E402
 from benchmark.leaderboard.plots import method_styles  # noqa: E402
 from benchmark.runner.memorization import load_memorization  # noqa: E402
@@ -48,9 +48,8 @@ CSV_COLUMNS = ("suite", "protocol", "level", "method", "params_id", "n_seeds", "
                "margin_vs_original_p", "tuning_constraint")  # fmt: skip
 
 
-def level_protocols(params_path: Path, suite: str) -> dict[str, str]:
+def level_protocols(params: Params, suite: str) -> dict[str, str]:
     """{level: protocol} for the suite's ``memorized`` protocols (one per level; an error names a clash)."""
-    params = load_params(params_path)
     levels: dict[str, str] = {}
     for name in params.suite(suite).protocols:
         cfg = params.protocols[name]
@@ -69,9 +68,9 @@ def level_protocols(params_path: Path, suite: str) -> dict[str, str]:
     return {lv: levels[lv] for lv in LEVEL_ORDER if lv in levels}
 
 
-def forget_scores(params_path: Path, suite: str, protocols: dict[str, str]) -> pd.DataFrame:
+def forget_scores(params: Params, suite: str, protocols: dict[str, str]) -> pd.DataFrame:
     """Per level: the mean memorisation score of the final forget set (mean and range over the seeds)."""
-    run = open_suite(load_params(params_path), suite)
+    run = open_suite(params, suite)
     mem = load_memorization(run)
     rows = []
     for level, proto in protocols.items():
@@ -84,14 +83,18 @@ def forget_scores(params_path: Path, suite: str, protocols: dict[str, str]) -> p
     return pd.DataFrame(rows)
 
 
-def level_table(headline: pd.DataFrame, suite: str, protocols: dict[str, str]) -> pd.DataFrame:
-    """One row per method, one (mean, ci) column pair per level: the headline ToW AUC."""
-    cols = ["suite", "protocol", "method", "tow_auc_mean", "tow_auc_ci"]
-    head = headline.loc[(headline["suite"] == suite) & headline["protocol"].isin(protocols.values()), cols]
+def level_rows(headline: pd.DataFrame, suite: str, protocols: dict[str, str]) -> pd.DataFrame:
+    """The headline rows of the suite's level protocols, with their ``level``."""
+    head = headline[(headline["suite"] == suite) & headline["protocol"].isin(protocols.values())]
     if head.empty:
         raise SystemExit(f"{suite}: no headline rows for {sorted(protocols.values())}; run dvc repro first")
     level_of = {p: lv for lv, p in protocols.items()}
-    head = head.assign(level=head["protocol"].map(level_of))
+    return head.assign(level=head["protocol"].map(level_of))
+
+
+def level_table(head: pd.DataFrame, protocols: dict[str, str]) -> pd.DataFrame:
+    """One row per method, one (mean, ci) column pair per level: the headline ToW AUC (``head``: the
+    :func:`level_rows`)."""
     mean = head.pivot_table(index="method", columns="level", values="tow_auc_mean", aggfunc="first")
     ci = head.pivot_table(index="method", columns="level", values="tow_auc_ci", aggfunc="first")
     levels = [lv for lv in protocols if lv in mean.columns]
@@ -179,19 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--headline", type=Path, default=Path("leaderboards/headline.csv"))
     ap.add_argument("--out", type=Path, default=Path("leaderboards/memorization-levels"))
     args = ap.parse_args(argv)
-    protocols = level_protocols(args.params, args.suite)
-    scores = forget_scores(args.params, args.suite, protocols)
-    headline = pd.read_csv(args.headline)
-    table = level_table(headline, args.suite, protocols)
-    rows = headline[(headline["suite"] == args.suite) & headline["protocol"].isin(protocols.values())]
-    level_of = {p: lv for lv, p in protocols.items()}
-    rows = rows.assign(level=rows["protocol"].map(level_of))
-    rows = rows[[c for c in CSV_COLUMNS if c in rows.columns]]
+    params = load_params(args.params)
+    protocols = level_protocols(params, args.suite)
+    scores = forget_scores(params, args.suite, protocols)
+    head = level_rows(pd.read_csv(args.headline), args.suite, protocols)
+    table = level_table(head, protocols)
+    rows = head[[c for c in CSV_COLUMNS if c in head.columns]]
     args.out.mkdir(parents=True, exist_ok=True)
     rows.sort_values(["level", "method"]).to_csv(args.out / f"{args.suite}_levels.csv", index=False)
     fig = args.out / f"{args.suite}_tow_by_level.png"
     write_figure(table, scores, args.suite, fig)
-    n_seeds = len(load_params(args.params).suite(args.suite).seeds)
+    n_seeds = len(params.suite(args.suite).seeds)
     page = INTRO.format(suite=args.suite, n_seeds=n_seeds) + markdown(table, scores, protocols)
     page += f"\n[![ToW AUC by memorisation level]({fig.name})]({fig.name})\n"
     (args.out / "README.md").write_text(page, encoding="utf-8")

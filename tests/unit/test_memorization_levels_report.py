@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmark.config import load_params
 from benchmark.presets import apply_preset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,10 +21,10 @@ spec.loader.exec_module(report)
 
 def test_the_preset_gives_digits_every_level_and_the_default_only_high(tmp_path):
     with pytest.raises(SystemExit, match="apply the preset"):
-        report.level_protocols(ROOT / "params.yaml", "digits-mlp")
+        report.level_protocols(load_params(ROOT / "params.yaml"), "digits-mlp")
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(apply_preset("memorization-levels", ROOT / "params.yaml", ROOT)))
-    levels = report.level_protocols(params, "digits-mlp")
+    levels = report.level_protocols(load_params(params), "digits-mlp")
     assert levels == {"low": "low_memorized", "mid": "mid_memorized", "high": "memorized",
                       "mix": "mix_memorized"}  # fmt: skip
 
@@ -39,7 +40,7 @@ def test_level_table_pivots_the_headline_by_level_and_ranks_by_the_mean():
             "tow_auc_ci": [0.01, 0.02, 0.03, np.nan, 0.0],
         }
     )
-    table = report.level_table(head, "s", protocols)
+    table = report.level_table(report.level_rows(head, "s", protocols), protocols)
     assert list(table.index) == ["b", "a"]  # mean over levels 0.875 > 0.7; `random` is not a level
     assert table.loc["a", ("mean", "high")] == 0.5 and table.loc["b", ("ci", "low")] == 0.03
     scores = pd.DataFrame({"level": ["low", "high"], "protocol": ["lo", "hi"], "mem_mean": [0.01, 0.6],
