@@ -70,6 +70,10 @@ class ResultRow:
     gold_acc_test: float | None = _c("gold model's accuracy on T")
     acc_forget_true: float | None = _c("accuracy on F's true labels (mislabeled protocol; else NaN)")
     gold_acc_forget_true: float | None = _c("gold model's accuracy on F's true labels (mislabeled; else NaN)")
+    acc_unidentified_true: float | None = _c(
+        "accuracy on the true labels of the flipped samples no request deletes (mislabeled, identified < 1)"
+    )
+    gold_acc_unidentified_true: float | None = _c("gold model's accuracy on them (identified < 1)")
     gap_forget: float | None = _c("|acc_forget − gold_acc_forget|")
     gap_retain: float | None = _c("|acc_retain − gold_acc_retain|")
     gap_test: float | None = _c("|acc_test − gold_acc_test|")

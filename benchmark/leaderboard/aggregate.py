@@ -55,7 +55,8 @@ METRICS: tuple[str, ...] = (
     "kl_ratio_forget", "kl_ratio_test", "dist_to_gold", "dist_to_gold_rel", "mia_loss_auc", "mia_loss_bacc",
     "gold_mia_loss_auc", "mia_efficacy", "gold_mia_efficacy", "lira_z_forget", "lira_member_frac",
     "relearn_steps", "relearn_capped", "gold_relearn_steps", "gold_relearn_capped", "cpu_s", "peak_rss_mb",
-    "cuda_peak_mb", "acc_forget_true", "gold_acc_forget_true",
+    "cuda_peak_mb", "acc_forget_true", "gold_acc_forget_true", "acc_unidentified_true",
+    "gold_acc_unidentified_true",
 )  # fmt: skip
 # Per-seed summaries of the whole sequence of requests (see :func:`seed_table`), summarised like METRICS.
 SEQUENCE_METRICS: tuple[str, ...] = ("tow_auc", "tow_step1")

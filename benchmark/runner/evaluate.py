@@ -35,7 +35,10 @@ Carlini et al. 2022; variance pooled over test examples of the same class status
 **Labels.** Models of a ``mislabeled`` protocol train on flipped labels; every accuracy, loss and
 confidence above uses the labels the models were trained on, and ``acc_forget_true`` /
 ``gold_acc_forget_true`` give the accuracy on the deleted samples' *true* labels (corrective unlearning:
-did the damage go?). They are NaN for the other protocols.
+did the damage go?). They are NaN for the other protocols. When only part of the flipped samples is
+identified (``identified`` < 1), ``acc_unidentified_true`` / ``gold_acc_unidentified_true`` give the
+accuracy on the true labels of the flipped samples no request deletes (Goel et al. 2024: does unlearning
+the identified part also correct the rest? The gold model keeps them, flipped, in its training set).
 
 Per-example distributional metrics over populations of models (KLoM, the NeurIPS-2023 score) are not
 per-cell values: see :mod:`benchmark.runner.population` (``results/<suite>_population.csv``).
@@ -149,6 +152,7 @@ def judge_cell(run: SuiteRun, ref: GoldReference, cell: Cell, result: dict[str, 
             gold_acc_retain=g["acc"]["retain"],
             gold_acc_test=g["acc"]["test"],
             gold_acc_forget_true=g["acc"]["forget_true"],
+            gold_acc_unidentified_true=g["acc"]["unidentified_true"],
             gold_wall_s=g["meta"]["wall_s"],
             gold_epochs_equiv=g["meta"]["epochs_equiv"],
             n_forget=len(sp.forget),

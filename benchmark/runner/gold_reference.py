@@ -67,8 +67,12 @@ class GoldReference:
         y_t = self.run.train_labels(protocol, seed).long()
         y = y_t.numpy()
         kept = np.bincount(y[retain], minlength=self.num_classes) > 0
-        flipped = self.run.corruption(protocol, seed) is not None
-        return Split(forget, retain, in_forget, ~kept, y, y_t, self.y_train if flipped else None)
+        corruption = self.run.corruption(protocol, seed)
+        if corruption is None:
+            return Split(forget, retain, in_forget, ~kept, y, y_t, None)
+        deleted = np.concatenate(self.run.requests(protocol, seed))
+        unidentified = np.setdiff1d(corruption[0], deleted).astype(np.int64)
+        return Split(forget, retain, in_forget, ~kept, y, y_t, self.y_train, unidentified)
 
     def gold_path(self, protocol: str, seed: int, step: int) -> Path:
         return self.run.layout.gold_path(self.run.suite.name, protocol, seed, step)

@@ -10,7 +10,7 @@ admissible gold models of the population (:func:`judge`; the references themselv
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,6 +71,9 @@ class Split:
     y: np.ndarray  # (n_train,) the labels the models of this protocol and seed trained on
     y_t: torch.Tensor  # the same, as a tensor
     y_true: np.ndarray | None  # (n_train,) the true labels when ``y`` has flipped ones, else None
+    # the flipped samples no request of the protocol deletes (``mislabeled`` with ``identified`` < 1): they
+    # stay in every retain set, with their flipped labels
+    unidentified: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def weights(model: torch.nn.Module) -> torch.Tensor:
@@ -94,15 +97,22 @@ def _mean(d: torch.Tensor) -> float:
 
 
 def accuracies(preds: Preds, sp: Split, y_test: torch.Tensor, y_train_true: torch.Tensor) -> dict[str, float]:
-    """Accuracy on F, R, T (trained-on labels) and on F's true labels (NaN unless labels were flipped)."""
+    """Accuracy on F, R, T (trained-on labels), on F's true labels (NaN unless labels were flipped) and on
+    the true labels of the flipped samples no request deletes (NaN unless some are left: ``identified`` < 1).
+    """
     out = {
         "forget": accuracy_from_probs(preds.train[sp.forget], sp.y_t[sp.forget]),
         "retain": accuracy_from_probs(preds.train[sp.retain], sp.y_t[sp.retain]),
         "test": accuracy_from_probs(preds.test, y_test),
         "forget_true": math.nan,
+        "unidentified_true": math.nan,
     }
     if sp.y_true is not None:
         out["forget_true"] = accuracy_from_probs(preds.train[sp.forget], y_train_true[sp.forget])
+        if len(sp.unidentified):
+            out["unidentified_true"] = accuracy_from_probs(
+                preds.train[sp.unidentified], y_train_true[sp.unidentified]
+            )
     return out
 
 
@@ -143,6 +153,7 @@ def judge(
         "acc_retain": acc["retain"],
         "acc_test": acc["test"],
         "acc_forget_true": acc["forget_true"],
+        "acc_unidentified_true": acc["unidentified_true"],
         "gap_forget": abs(acc["forget"] - gacc["forget"]),
         "gap_retain": abs(acc["retain"] - gacc["retain"]),
         "gap_test": abs(acc["test"] - gacc["test"]),

@@ -25,7 +25,8 @@ TINY_PARAMS = {
         "random": {"kind": "random", "requests": 2, "fraction": 0.02},
         "class": {"kind": "class", "requests": 2},
         "memorized": {"kind": "memorized", "requests": 2, "fraction": 0.01, "pool": 0.03},
-        "mislabeled": {"kind": "mislabeled", "requests": 2, "corrupt_fraction": 0.04},
+        # half of the flipped samples identified (deleted): the rest stay in training, flipped
+        "mislabeled": {"kind": "mislabeled", "requests": 2, "corrupt_fraction": 0.04, "identified": 0.5},
     },
     "cost": {"hvp_grad_ratio": 2.0},
     "tuning": {"seeds": [100], "trials": 6},
@@ -105,6 +106,9 @@ def test_dvc_repro_builds_the_leaderboard(repo: Path):
     bad = df[df.protocol == "mislabeled"]
     assert bad.acc_forget_true.notna().all() and df[df.protocol != "mislabeled"].acc_forget_true.isna().all()
     assert (bad[bad.method == "original"].acc_forget > bad[bad.method == "original"].gold_acc_forget).all()
+    # ... and on the true labels of the flipped samples no request deleted (half of them here)
+    for col in ("acc_unidentified_true", "gold_acc_unidentified_true"):
+        assert bad[col].between(0, 1).all() and df[df.protocol != "mislabeled"][col].isna().all()
     # populations: one row per protocol x method, the do-nothing model far from retraining on class deletion
     pop = pd.read_csv(repo / "results" / "tiny-mlp_population.csv").set_index(["protocol", "method"])
     assert len(pop) == 2 * len(POP_METHODS) and set(pop.status) == {"ok"}
