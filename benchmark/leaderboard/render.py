@@ -222,6 +222,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("acc_forget", "Forget acc %", _stat("acc_forget", 1, 100.0)),
     Column("acc_forget_true", "Forget acc (true labels) %", _stat("acc_forget_true", 1, 100.0),
            when=_any_finite("acc_forget_true_mean")),
+    Column("acc_unidentified_true", "Unidentified flipped: acc (true labels) %",
+           _stat("acc_unidentified_true", 1, 100.0), when=_any_finite("acc_unidentified_true_mean")),
     Column("acc_retain", "Retain acc %", _stat("acc_retain", 1, 100.0)),
     Column("acc_test", "Test acc %", _stat("acc_test", 1, 100.0)),
     Column("klom", "KLoM [95% CI] ↓", _klom, when=_any_finite("klom_mean")),
@@ -270,6 +272,9 @@ def _gold_line(final: pd.DataFrame) -> str:
     ]
     if ok["gold_acc_forget_true"].notna().any():
         parts.append(f"forget (true labels) {_num(ok['gold_acc_forget_true'].mean() * 100, '.1f')}%")
+    if ok["gold_acc_unidentified_true"].notna().any():
+        acc = _num(ok["gold_acc_unidentified_true"].mean() * 100, ".1f")
+        parts.append(f"unidentified flipped samples (true labels) {acc}%")
     text = "Retrained (gold) model: " + ", ".join(parts)
     if ok["gold_mia_efficacy"].notna().any():
         text += f"; MIA-efficacy {_num(ok['gold_mia_efficacy'].mean() * 100, '.1f')}%"
@@ -466,8 +471,10 @@ EXTRA_PAGES: tuple[tuple[str, str], ...] = (
     ("paper-scale measurements on an accelerator (ResNet-18 speedup, Krylov memory)", "gpu/README.md"),
     ("KLoM on mnist5k-mlp's memorized and mislabeled (klom-mnist preset)", "klom-mnist/README.md"),
     ("KLoM on random, M large enough for its small gap (klom-random preset)", "klom-random/README.md"),
-    ("digits-mlp by memorisation level, RUM's low / mid / high / mix (memorization-levels preset)",
+    ("both suites by memorisation level, RUM's low / mid / high / mix (memorization-levels preset)",
      "memorization-levels/README.md"),
+    ("mnist5k-mlp with half of the flipped labels identified (mislabeled-partial preset)",
+     "mislabeled-partial/README.md"),
 )
 
 

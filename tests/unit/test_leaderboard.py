@@ -568,3 +568,27 @@ def test_a_selection_that_violated_the_utility_constraint_says_so(tmp_path):
     text = (tmp_path / "README.md").read_text()
     note = "tuning: no configuration kept retain accuracy within tuning.max_retain_drop"
     assert text.count(note) == len(marked)
+
+
+def test_corrective_accuracies_get_columns_and_a_gold_line_only_where_measured(tmp_path):
+    """A protocol with flipped labels left in training (mislabeled, identified < 1) shows the accuracy on the
+    unidentified samples' true labels, as a column (mean ± CI over seeds) and in the gold model's line."""
+    df = make_results()
+    mis = df["protocol"] == "class_2x5pct"
+    df.loc[mis, "acc_forget_true"] = 0.5
+    df.loc[mis, "gold_acc_forget_true"] = 0.9
+    df.loc[mis, "acc_unidentified_true"] = 0.25
+    df.loc[mis, "gold_acc_unidentified_true"] = 0.125
+    write_leaderboard(df, tmp_path)
+    readme = (tmp_path / "README.md").read_text()
+    suite = df["suite"].iloc[0]
+    section = readme.split(f"## Suite `{suite}`", 1)[1]
+    for proto, measured in (("class_2x5pct", True), ("random_10x1pct", False)):
+        block = section.split(f"### Protocol `{proto}`", 1)[1].split("### Protocol", 1)[0]
+        assert ("Unidentified flipped: acc (true labels) %" in block) is measured
+        assert ("unidentified flipped samples (true labels) 12.5%" in block) is measured
+        assert ("Forget acc (true labels) %" in block) is measured
+    line = next(ln for ln in _table_lines(readme, suite, "class_2x5pct") if ln.startswith("| `finetune`"))
+    assert "25.0 ± 0.0" in line
+    head = pd.read_csv(tmp_path / "headline.csv")
+    assert set(head[head["protocol"] == "class_2x5pct"]["acc_unidentified_true_mean"].dropna()) == {0.25}
