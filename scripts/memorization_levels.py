@@ -212,12 +212,12 @@ INTRO = """# By memorisation level: the `memorization-levels` preset
 
 `bash scripts/bench.sh --preset memorization-levels`, then `python scripts/memorization_levels.py` (this page;
 `git checkout params.yaml` restores the default). The default `memorized` protocol is RUM's `high` level (Zhao
-et al. 2024); the preset adds `low` (the least memorised samples), `mid` (scores closest to 0.5) and `mix` (a
-third of every request from each), with the same sizes (K = 5 requests of 0.5 % of D from a 3 % pool, the
-tuning reserve per level). Each method is tuned on each level like on the default protocols; cells: its
-tuned configuration's ToW AUC (mean ToW over the K requests), mean ± 95 % CI over the model seeds.
-The first row places each level: the mean Feldman–Zhang score of the final forget set (the union of the K
-requests), mean [min, max] over the seeds.
+et al. 2024); the preset adds `low` (the least memorised samples; `digits-mlp` only, where it told no method
+apart), `mid` (scores closest to 0.5) and `mix` (a third of every request from each), with the same sizes (K =
+5 requests of 0.5 % of D from a 3 % pool, the tuning reserve per level). Each method is tuned on each level
+like on the default protocols; cells: its tuned configuration's ToW AUC (mean ToW over the K requests), mean ±
+95 % CI over the model seeds. The first row places each level: the mean Feldman–Zhang score of the final
+forget set (the union of the K requests), mean [min, max] over the seeds.
 """
 
 SECTION = """
