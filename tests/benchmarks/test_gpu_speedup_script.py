@@ -1,15 +1,8 @@
 """Smoke test of the paper-scale speedup script on a CPU-sized problem (the real run needs a GPU)."""
 
-import importlib.util
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_speedup.py"
-
-
-def test_speedup_script_runs_on_cpu(tmp_path):
-    spec = importlib.util.spec_from_file_location("gpu_speedup", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_speedup_script_runs_on_cpu(script, tmp_path):
+    module = script("gpu_speedup")
     out = module.main(
         [
             "--device",
@@ -52,10 +45,8 @@ def test_speedup_script_runs_on_cpu(tmp_path):
     assert out["memory"] == {"skipped": "peak memory is read from the CUDA allocator"}
 
 
-def test_methods_check_script_runs_every_method_on_cpu(tmp_path):
-    spec = importlib.util.spec_from_file_location("gpu_methods_check", SCRIPT.parent / "gpu_methods_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_methods_check_script_runs_every_method_on_cpu(script, tmp_path):
+    module = script("gpu_methods_check")
     out = module.main(["--device", "cpu", "--out", str(tmp_path / "m.json")])
     from benchmark.unlearners.base import available_unlearners
 

@@ -1,6 +1,5 @@
 """scripts/memorization_levels.py: which protocol holds which level, and the table it renders."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,14 @@ from benchmark.config import load_params
 from benchmark.presets import apply_preset
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "memorization_levels.py"
-spec = importlib.util.spec_from_file_location("memorization_levels", SCRIPT)
-assert spec is not None and spec.loader is not None
-report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(report)
 
 
-def test_the_preset_gives_both_suites_every_level_and_the_default_only_high(tmp_path):
+@pytest.fixture(scope="module")
+def report(script):
+    return script("memorization_levels")
+
+
+def test_the_preset_gives_both_suites_every_level_and_the_default_only_high(report, tmp_path):
     default = load_params(ROOT / "params.yaml")
     with pytest.raises(SystemExit, match="apply the preset"):
         report.level_protocols(default, "digits-mlp")
@@ -41,7 +40,7 @@ def test_the_preset_gives_both_suites_every_level_and_the_default_only_high(tmp_
     assert preset.suite("mnist5k-mlp").protocols[:4] == default.suite("mnist5k-mlp").protocols
 
 
-def test_rank_agreement_is_kendalls_tau_over_the_unlearning_methods():
+def test_rank_agreement_is_kendalls_tau_over_the_unlearning_methods(report):
     # high ranks a > b > c > d; mid swaps c and d (1 discordant pair of 6: tau = (5 - 1) / 6); low reverses
     # it (tau = -1). original and retrain are left out: they would add concordant pairs to every level
     means = {"a": (0.1, 0.9, 0.9), "b": (0.2, 0.8, 0.8), "c": (0.3, 0.6, 0.7), "d": (0.4, 0.7, 0.6),
@@ -53,7 +52,7 @@ def test_rank_agreement_is_kendalls_tau_over_the_unlearning_methods():
     assert report.rank_agreement(table.drop(columns=[("mean", "high"), ("ci", "high")])) == {}
 
 
-def test_level_table_pivots_the_headline_by_level_and_ranks_by_the_mean():
+def test_level_table_pivots_the_headline_by_level_and_ranks_by_the_mean(report):
     protocols = {"low": "lo", "high": "hi"}
     head = pd.DataFrame(
         {

@@ -1,6 +1,5 @@
 """scripts/mislabeled_partial.py: which protocols it reports and the table it renders."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,14 @@ from benchmark.config import load_params
 from benchmark.presets import apply_preset
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "mislabeled_partial.py"
-spec = importlib.util.spec_from_file_location("mislabeled_partial", SCRIPT)
-assert spec is not None and spec.loader is not None
-report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(report)
 
 
-def test_the_preset_adds_a_half_identified_mislabeled_protocol_to_mnist(tmp_path):
+@pytest.fixture(scope="module")
+def report(script):
+    return script("mislabeled_partial")
+
+
+def test_the_preset_adds_a_half_identified_mislabeled_protocol_to_mnist(report, tmp_path):
     with pytest.raises(SystemExit, match="apply the preset"):
         report.mislabeled_protocols(load_params(ROOT / "params.yaml"), "mnist5k-mlp")
     params = tmp_path / "params.yaml"
@@ -32,7 +31,7 @@ def test_the_preset_adds_a_half_identified_mislabeled_protocol_to_mnist(tmp_path
     assert (half.corrupt_fraction, half.requests) == (full.corrupt_fraction, full.requests)
 
 
-def test_markdown_ranks_by_tow_auc_and_shows_unidentified_accuracy_only_when_some_are_left():
+def test_markdown_ranks_by_tow_auc_and_shows_unidentified_accuracy_only_when_some_are_left(report):
     nan = np.nan
     head = pd.DataFrame({
         "suite": ["s"] * 5,

@@ -1,15 +1,17 @@
 """The CI performance gate: ratios of timings from one pytest-benchmark run against the targets file."""
 
-import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("perf_gate", ROOT / "scripts" / "perf_gate.py")
-perf_gate = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(perf_gate)
+
+
+@pytest.fixture(scope="module")
+def perf_gate(script):
+    return script("perf_gate")
 
 
 def bench(**mins: float) -> dict:
@@ -24,7 +26,7 @@ TARGETS = {
 }
 
 
-def test_ratios_use_the_min_and_the_scale():
+def test_ratios_use_the_min_and_the_scale(perf_gate):
     rows, missing = perf_gate.check(bench(hvp=2.0, grad=1.0, req=1.0, epoch=1.0), TARGETS)
     assert missing == []
     assert [(r["target"], round(r["ratio"], 6), r["ok"]) for r in rows] == [
@@ -35,7 +37,7 @@ def test_ratios_use_the_min_and_the_scale():
     assert [r["ok"] for r in rows] == [False, False]
 
 
-def test_exit_codes_and_the_default_targets_file(tmp_path, capsys):
+def test_exit_codes_and_the_default_targets_file(perf_gate, tmp_path, capsys):
     targets = tmp_path / "t.yaml"
     targets.write_text(yaml.safe_dump(TARGETS))
     ok, over, partial = (tmp_path / f"{n}.json" for n in ("ok", "over", "partial"))
