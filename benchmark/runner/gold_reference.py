@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.data.protocols import cumulative
 from benchmark.metrics import logit_confidence, mean_pairwise_distance, pairwise_divergence, pooled_std
 from benchmark.runner.artifacts import check_artifact, load_state
 from benchmark.runner.reference_cache import ReferenceCache
@@ -70,8 +71,8 @@ class GoldReference:
         corruption = self.run.corruption(protocol, seed)
         if corruption is None:
             return Split(forget, retain, in_forget, ~kept, y, y_t, None)
-        deleted = np.concatenate(self.run.requests(protocol, seed))
-        unidentified = np.setdiff1d(corruption[0], deleted).astype(np.int64)
+        reqs = self.run.requests(protocol, seed)
+        unidentified = np.setdiff1d(corruption[0], cumulative(reqs, len(reqs))).astype(np.int64)
         return Split(forget, retain, in_forget, ~kept, y, y_t, self.y_train, unidentified)
 
     def gold_path(self, protocol: str, seed: int, step: int) -> Path:
