@@ -9,6 +9,8 @@ from importlib import metadata
 
 import torch
 
+from benchmark.numerics import describe
+
 PACKAGES = ("unlearn-bench", "torch", "torchvision", "numpy", "datasets", "dvc", "scikit-learn")
 
 
@@ -41,10 +43,24 @@ def package_versions() -> str:
     return " ".join(out)
 
 
+def _cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else ``unknown model``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown model"
+
+
 @functools.cache
 def hardware() -> str:
+    """Architecture, CPU model, the kernels and threads torch computes with (:mod:`benchmark.numerics`), OS,
+    and the GPU when there is one."""
     cpu = platform.processor() or platform.machine()
-    desc = f"{cpu}; {torch.get_num_threads()} torch threads; {platform.system()} {platform.release()}"
+    desc = f"{cpu} ({_cpu_model()}); {describe()}; {platform.system()} {platform.release()}"
     if torch.cuda.is_available():
         desc += f"; {torch.cuda.get_device_name(0)}"
     return desc

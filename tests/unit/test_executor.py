@@ -57,6 +57,13 @@ def always_die(run, unit: Unit) -> int:
     os._exit(1)
 
 
+def kernels(run, unit: Unit) -> tuple[str, str, str]:
+    """What the process running the unit computes with (benchmark.numerics)."""
+    from benchmark.numerics import describe
+
+    return describe(), os.environ.get("ATEN_CPU_CAPABILITY", ""), os.environ.get("MKL_CBWR", "")
+
+
 def probes(n: int, bad: int | None = None) -> list[Unit]:
     return [Unit("probe", f"u{i}", "none", {"x": i, "bad": i == bad}) for i in range(n)]
 
@@ -92,6 +99,16 @@ def test_a_raising_unit_fails_with_its_reason_and_the_others_complete(backend, r
     assert results[2].error == "ValueError: bad unit u2"
     with pytest.raises(UnitsFailed, match="1 of 6 units failed: u2: ValueError: bad unit u2"):
         raise_failures(results, "probe")
+
+
+def test_ray_workers_compute_with_the_drivers_pinned_kernels_and_one_thread(ray_instance):
+    units = [Unit("probe", f"u{i}", "none", {}) for i in range(2)]
+    local = run_units(units, kernels, executor=LOCAL, desc="kernels")
+    remote = run_units(units, kernels, executor=RAY, desc="kernels")
+    assert [r.value for r in remote] == [r.value for r in local]
+    desc, capability, cbwr = remote[0].value
+    assert (capability, cbwr) == (os.environ["ATEN_CPU_CAPABILITY"], os.environ["MKL_CBWR"])
+    assert desc.endswith(", 1 torch threads") and f"MKL_CBWR={cbwr}" in desc
 
 
 def test_a_killed_worker_is_retried_and_no_finished_work_is_lost(ray_instance, tmp_path):
