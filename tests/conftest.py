@@ -19,6 +19,20 @@ torch.set_num_threads(int(os.environ.get("UNLEARN_BENCH_THREADS", "1")))
 
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+# scripts/test.sh runs two pytest-xdist workers that take one test file at a time in collection order: the
+# longest files (`--durations`: each runs whole DVC DAGs) go first so that the short files fill in beside
+# them and both workers finish together (handed out last, one of them kept a core alone for minutes)
+LONGEST_FIRST = ("tests/integration/test_presets_dag.py", "tests/integration/test_pipeline.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move the files in LONGEST_FIRST to the front, in that order; every other test keeps its place."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
