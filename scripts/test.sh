@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install, then run lint (ruff), the type check (mypy), the whole test suite (unit + integration) and the
 # performance gate, offline.
-# Arguments go to the first pytest call (run by PYTEST_WORKERS pytest-xdist workers, default 2) (e.g. `bash scripts/test.sh -x tests/unit`); the gate always runs
-# unless PERF_GATE=0.
+# Arguments go to the first pytest call (e.g. `bash scripts/test.sh -x tests/unit`), which runs in
+# PYTEST_WORKERS pytest-xdist workers (default 2); the gate always runs unless PERF_GATE=0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
