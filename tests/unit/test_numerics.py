@@ -51,3 +51,18 @@ def test_the_provenance_hardware_names_the_cpu_kernels_and_threads():
 
     hw = hardware()
     assert f"MKL_CBWR={os.environ['MKL_CBWR']}" in hw and " kernels, " in hw and " torch threads" in hw
+
+
+def test_every_stage_that_computes_depends_on_the_kernel_pin():
+    """A changed pin changes the bits a seed gives, so DVC must re-run what the pinned kernels computed: every
+    stage that runs a model (those depending on ``benchmark/models``) lists ``benchmark/numerics.py``."""
+    from pathlib import Path
+
+    import yaml
+
+    stages = yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"]
+    computing = {name: s["do"]["deps"] for name, s in stages.items()
+                 if "do" in s and "benchmark/models" in s["do"].get("deps", [])}
+    assert {"memorize", "train", "gold", "tune", "population", "unlearn", "evaluate"} <= set(computing)
+    missing = sorted(name for name, deps in computing.items() if "benchmark/numerics.py" not in deps)
+    assert not missing, f"stages without the kernel pin as a dependency: {missing}"
