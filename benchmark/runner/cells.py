@@ -181,8 +181,12 @@ def cell_dir(run: SuiteRun, cell: Cell) -> Path:
 
 
 def is_cached(run: SuiteRun, cell: Cell, key: str) -> bool:
-    result = cell_dir(run, cell) / "result.json"
-    return result.exists() and read_json(result).get("key") == key
+    """True when the cell's ``result.json`` holds ``key`` and is not the mark of an interrupted run."""
+    path = cell_dir(run, cell) / "result.json"
+    if not path.exists():
+        return False
+    result = read_json(path)
+    return result.get("key") == key and not result.get("interrupted", False)
 
 
 def _peak_rss_mb() -> float:
@@ -284,15 +288,20 @@ def run_cell(
 
 
 def write_timeout(run: SuiteRun, cell: Cell, key: str, rows: list[dict[str, Any]], reason: str,
-                  status: Status = Status.TIMEOUT) -> dict[str, Any]:  # fmt: skip
+                  status: Status = Status.TIMEOUT, interrupted: bool = False) -> dict[str, Any]:  # fmt: skip
     """The result of a cell stopped from outside (killed at its hard time limit, or its process died):
-    the requests it finished, ``status`` with ``reason`` for the one it was running, ``not run`` after."""
+    the requests it finished, ``status`` with ``reason`` for the one it was running, ``not run`` after.
+    ``interrupted``: the run itself was stopped; the result is marked so that it is never reused
+    (:func:`is_cached`)."""
     rows = list(rows)
     for step in run.steps(cell.protocol):
         if step > len(rows):
             first = len(rows) == 0 or rows[-1]["status"] == Status.OK
             rows.append(_row(step, status, reason) if first else _not_run(step, rows[-1]))
-    return _finish(cell_dir(run, cell), _base(run, cell, key), rows)
+    base = _base(run, cell, key)
+    if interrupted:
+        base["interrupted"] = True
+    return _finish(cell_dir(run, cell), base, rows)
 
 
 def _not_run(step: int, last: dict[str, Any]) -> dict[str, Any]:
@@ -343,8 +352,8 @@ def run_cell_unit(run: SuiteRun, unit: Unit) -> dict[str, Any]:
     outcome = sandbox().run_cell(run, cell, key, limit_s, run.suite.memory_mb)
     if outcome.result is not None:
         return outcome.result
-    return write_timeout(run, cell, key, outcome.rows, outcome.reason,
-                         Status.TIMEOUT if outcome.timed_out else Status.FAILED)  # fmt: skip
+    status = Status.TIMEOUT if outcome.timed_out else Status.FAILED
+    return write_timeout(run, cell, key, outcome.rows, outcome.reason, status, outcome.interrupted)
 
 
 RETRIED = (Status.FAILED, Status.NAN, Status.TIMEOUT)  # re-run by ``retry_failed`` (not skipped)

@@ -13,6 +13,11 @@ pinned to the parent's resolved device (``auto`` is never resolved again in the 
   requests' rows, a ``timeout`` row for the request that was running, ``not run`` rows for the rest
   (:func:`benchmark.runner.cells.write_timeout`), and starts a fresh child for the next cell.
 * A child that dies (segfault, out-of-memory kill) fails only its cell, with the signal as the reason.
+* A child stopped by SIGTERM, SIGINT or SIGHUP (:data:`INTERRUPTS`: the run itself is being stopped, e.g.
+  Ctrl-C, ``kill``, a session or job ending) is an interruption, not the method's failure: its cell gets a
+  ``failed`` row saying so, marked ``interrupted`` in ``result.json``, which is never a cached result, so the
+  next run re-runs the cell (without this mark a resumed run reused the failure: seven MNIST-5k rows of an
+  interrupted and resumed run stayed ``WorkerDied ... signal 15``).
 * With a memory limit (``suites.S.memory_mb``), the parent reads the child's resident set size
   (``VmRSS`` in ``/proc/PID/status``, Linux) every :data:`MEMORY_POLL_S` seconds while a cell runs and kills
   it past the limit: a ``failed`` row whose reason gives both figures. The limit covers the whole child
@@ -29,6 +34,7 @@ runs too; the child gets the parent's ``sys.path``. Set ``UNLEARN_BENCH_ISOLATE=
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +50,7 @@ if TYPE_CHECKING:
 
 GRACE_S = 2.0  # past the budget, before the kill: lets a cooperative method raise BudgetExceeded itself
 MEMORY_POLL_S = 0.2  # how often the parent reads a running cell's resident memory (with a memory limit)
+INTERRUPTS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # a child ended by one: the run was stopped
 
 
 def resident_mb(pid: int) -> float | None:
@@ -73,6 +80,7 @@ class Outcome:
     elapsed_s: float = 0.0
     reason: str = ""
     timed_out: bool = False
+    interrupted: bool = False  # the child was stopped by one of INTERRUPTS: re-run the cell next time
 
 
 class Sandbox:
@@ -175,6 +183,13 @@ class Sandbox:
                 code = self.proc.wait() if self.proc is not None else None
                 self.close()
                 elapsed = time.monotonic() - started if started is not None else 0.0
+                if code is not None and -code in INTERRUPTS:
+                    name = signal.Signals(-code).name
+                    reason = (
+                        f"interrupted: the cell's process was stopped ({name}); "
+                        "the next run re-runs the cell"
+                    )
+                    return Outcome(None, rows, elapsed, reason, interrupted=True)
                 how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                 return Outcome(None, rows, elapsed, f"WorkerDied: the cell's process ended ({how})")
             if kind == "started":

@@ -11,8 +11,10 @@ import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -194,11 +196,39 @@ class MemoryHog(Unlearner):
         return model if hog.sum() > 0 else model
 
 
+def _stop_mark(test_pid: int) -> Path:
+    """The marker of :class:`StoppedOnce`, named by the test process (the sandbox child's parent)."""
+    return Path(tempfile.gettempdir()) / f"unlearn-bench-stopped-once-{test_pid}"
+
+
+class StoppedOnce(Unlearner):
+    """The run is stopped (SIGTERM to the cell's process, as ``kill`` or a job's end would) the first time;
+    later runs finish."""
+
+    def unlearn(self, model, request, ctx):
+        mark = _stop_mark(os.getppid())
+        if not mark.exists():
+            mark.write_text("stopped once")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(60)
+        return model
+
+
+class KilledHard(Unlearner):
+    """Dies of SIGKILL (what the kernel's out-of-memory killer sends): the method's failure, cached."""
+
+    def unlearn(self, model, request, ctx):
+        os.kill(os.getpid(), signal.SIGKILL)
+        return model
+
+
 FAULTY = {
     "fault_sleeper": Sleeper,
     "fault_fails": FailsAtFirst,
     "fault_nan": MakesNaN,
     "fault_hog": MemoryHog,
+    "fault_stopped": StoppedOnce,
+    "fault_killed": KilledHard,
 }
 BUDGET_S = 3.0
 MEMORY_MB = 1500.0  # the whole sandbox process: interpreter, torch and the suite use a few hundred MB
@@ -229,6 +259,7 @@ def tiny(tmp_path_factory):
         _REGISTRY.pop(name, None)
         register_unlearner(name)(cls)
     root = tmp_path_factory.mktemp("faults")
+    _stop_mark(os.getpid()).unlink(missing_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(TINY))
     params = parse_params(copy.deepcopy(TINY))
     fetch_dataset(params, "digits", Layout(root))
@@ -241,6 +272,7 @@ def tiny(tmp_path_factory):
     yield run, counts, time.monotonic() - t0
     for name in FAULTY:
         _REGISTRY.pop(name, None)
+    _stop_mark(os.getpid()).unlink(missing_ok=True)
 
 
 def _cell(run, method: str) -> Cell:
@@ -253,7 +285,7 @@ def _result(run, method: str) -> dict:
 
 def test_a_sleeper_is_killed_within_budget_plus_5s_and_the_other_cells_complete(tiny):
     run, counts, _ = tiny
-    assert counts == {"run": 6, "cached": 0}
+    assert counts == {"run": 8, "cached": 0}
     rows = _result(run, "fault_sleeper")["requests"]
     assert [r["status"] for r in rows] == ["timeout", "timeout"]
     assert rows[0]["error"].startswith("hard time limit: killed after")
@@ -308,6 +340,24 @@ def test_failed_cells_are_cached_until_retry_failed(tiny):
     assert run_unlearning(run, methods, retry_failed=True) == {"run": 2, "cached": 1}  # original is ok
     assert needs_retry(run, _cell(run, "fault_sleeper"))  # a timeout is retried too
     assert not needs_retry(run, _cell(run, "original"))
+
+
+def test_an_interrupted_cell_is_rerun_by_the_next_run_but_a_killed_one_stays_failed(tiny):
+    """A cell whose process got SIGTERM (the run was stopped) is marked ``interrupted`` and re-run on the next
+    run, where it finishes; one killed by SIGKILL (e.g. out of memory) is a failure, reused until
+    ``--retry-failed``."""
+    run, _, _ = tiny
+    stopped, killed = _result(run, "fault_stopped"), _result(run, "fault_killed")
+    assert stopped["interrupted"] is True and "interrupted" not in killed
+    assert [r["status"] for r in stopped["requests"]] == ["failed", "failed"]
+    assert stopped["requests"][0]["error"] == (
+        "interrupted: the cell's process was stopped (SIGTERM); the next run re-runs the cell"
+    )
+    assert killed["requests"][0]["error"] == "WorkerDied: the cell's process ended (killed by signal 9)"
+    assert run_unlearning(run, ["fault_stopped", "fault_killed"]) == {"run": 1, "cached": 1}
+    again = _result(run, "fault_stopped")
+    assert [r["status"] for r in again["requests"]] == ["ok", "ok"] and "interrupted" not in again
+    assert run_unlearning(run, ["fault_stopped", "fault_killed"]) == {"run": 0, "cached": 2}
 
 
 def test_a_changed_method_is_rerun_through_its_code_hash(tiny, monkeypatch):

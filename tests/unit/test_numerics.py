@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from benchmark.numerics import PINNED
+from benchmark.numerics import OPENBLAS_PIN, PINNED, cpu_has_avx2
 
 PROBE = (
     "import torch, os\n"
@@ -27,12 +27,20 @@ def _has_avx2() -> bool:
         return False
 
 
-def _probe(**env: str) -> list[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in PINNED}
+def _probe(probe: str = PROBE, **env: str) -> list[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in PINNED and k not in OPENBLAS_PIN}
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], env={**clean, **env}, capture_output=True, text=True, check=True
     )
     return out.stdout.split()
+
+
+BLAS_PROBE = (
+    "import benchmark\n"  # before NumPy: OpenBLAS reads OPENBLAS_CORETYPE when it loads
+    "import numpy\n"
+    "from benchmark.numerics import openblas_cores\n"
+    "print(openblas_cores())\n"
+)
 
 
 @pytest.mark.skipif(not _has_avx2(), reason="the pinned path needs an AVX2 CPU (x86-64 since 2013)")
@@ -46,11 +54,35 @@ def test_a_kernel_setting_in_the_environment_wins_and_changes_what_is_recorded()
     assert (capability, cbwr) == ("DEFAULT", "COMPATIBLE")
 
 
+@pytest.mark.skipif(not _has_avx2(), reason="the pinned path needs an AVX2 CPU (x86-64 since 2013)")
+def test_importing_the_package_pins_numpys_openblas_to_its_avx2_kernels():
+    """Without the pin OpenBLAS picks SkylakeX kernels on an AVX-512 CPU, whose float64 dot products differ in
+    the last bit from the AVX2 ones (and moved every cure_newton_krylov cell between two machines)."""
+    assert _probe(BLAS_PROBE) == ["Haswell"]
+
+
+@pytest.mark.skipif(not _has_avx2(), reason="x86-64 OpenBLAS kernel names")
+def test_an_openblas_core_in_the_environment_wins():
+    assert _probe(BLAS_PROBE, OPENBLAS_CORETYPE="Sandybridge") == ["Sandybridge"]
+
+
+def test_the_openblas_pin_is_set_only_on_a_cpu_with_avx2_and_fma(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n")
+    assert cpu_has_avx2(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx\n")  # a CPU before AVX2
+    assert not cpu_has_avx2(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2\n")  # AVX2 without FMA
+    assert not cpu_has_avx2(str(cpuinfo))
+    assert not cpu_has_avx2(str(tmp_path / "missing"))  # not Linux: left to OpenBLAS
+
+
 def test_the_provenance_hardware_names_the_cpu_kernels_and_threads():
     from benchmark.provenance import hardware
 
     hw = hardware()
     assert f"MKL_CBWR={os.environ['MKL_CBWR']}" in hw and " kernels, " in hw and " torch threads" in hw
+    assert ", OpenBLAS " in hw
 
 
 def test_every_stage_that_computes_depends_on_the_kernel_pin():
