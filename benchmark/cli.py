@@ -136,6 +136,8 @@ def _tune(run, args):  # noqa: ANN001
     write_population_plan(run)  # the population stage's input: its members' keys under these selections
     path = run.layout.tuning_path(run.suite.name)
     done = f"{counts['computed']} trials run, {counts['cached']} reused"
+    if counts["committed"]:
+        done += f" ({counts['committed']} studies as committed: their inputs unchanged)"
     return f"{counts['studies']} studies, {done} -> {path}"
 
 

@@ -12,6 +12,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
+# first: importing the package pins the CPU kernels, and OpenBLAS's only before torch loads NumPy
+import benchmark  # noqa: E402, F401
+
+# isort: split
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

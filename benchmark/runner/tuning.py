@@ -425,6 +425,7 @@ def write_selection(run: SuiteRun, studies: list[dict[str, Any]]) -> dict[str, A
               n_trials: 6
               cost: {wall_s: 12.3, epochs_equiv: 4.5}
               code_hash: 16 hex
+              key: 16 hex                       # study_key: what the study's trials depend on
               trials:
               - {number: 0, params: {...}, status: ok, reason: '', value: 0.91, wall_s: 2.0,
                  epochs_equiv: 0.7, retain_drop: 0.004, feasible: true}
@@ -447,6 +448,8 @@ def write_selection(run: SuiteRun, studies: list[dict[str, Any]]) -> dict[str, A
         entry.update(_clean({k: st[k] for k in ("best_value", "best_trial", "feasible", "n_trials", "cost")
                              if k in st}))
         entry["code_hash"] = st["code_hash"]
+        if st.get("key"):
+            entry["key"] = st["key"]  # the study's inputs (study_key): a fresh clone reuses the entry by it
         stats = ("status", "reason", "value", "wall_s", "epochs_equiv", "retain_drop", "feasible")
         entry["trials"] = [{"number": r["number"], "params": _plain(r["params"]),
                             **_clean({k: r[k] for k in stats if k in r})} for r in st["trials"]]  # fmt: skip
@@ -462,24 +465,40 @@ def write_selection(run: SuiteRun, studies: list[dict[str, Any]]) -> dict[str, A
 
 
 def run_tuning(run: SuiteRun, methods: list[str] | None = None) -> dict[str, int]:
-    """Train the tuning originals and golds still missing, run every study (cached trials reused), write
-    ``tuning/<suite>.yaml``. Returns counts: studies, trials computed, trials reused."""
+    """Train the tuning originals still missing, run every study, write ``tuning/<suite>.yaml``. Returns
+    counts: studies, trials computed, trials reused, studies taken from the committed selection.
+
+    A study is not recomputed when its entry in the existing ``tuning/<suite>.yaml`` (first: the file
+    keeps its bytes, wall times included) or its stored study (``runs/<suite>/tuning``) holds the current
+    :func:`study_key`: the file records each study's key, and every trial is a deterministic function of
+    what the key hashes, so a fresh clone (the committed selection, none of the trials behind it) re-tunes
+    only the studies whose inputs changed. Without that, a preset
+    that adds a population to a suite (a parameter of this stage) re-ran every study: hours on 2 cores. The
+    tuning golds are trained only when some study runs."""
     td = tuning_data(run)
     td.write_forget_sets()
     name = run.suite.name
     originals, _ = tuning_model_units(run)
     run_stage(run, originals, train_tuning_original, f"{name}: tuning originals")
-    _, golds = tuning_model_units(run)
-    run_stage(run, golds, train_tuning_gold, f"{name}: tuning golds")
     chosen = [m for m in run.suite.methods if methods is None or m in methods]
-    studies, units = [], []
+    committed = {(s["protocol"], s["method"]): s for s in _previous(run) if s.get("key")}
+    studies, units, keys = [], [], {}
+    from_file = 0
     for p in run.suite.protocols:
         for m in chosen:
-            hit = cached_study(run, p, m)
+            keys[(p, m)] = key = study_key(run, p, m)
+            hit = None
+            if committed.get((p, m), {}).get("key") == key:  # first: the file keeps its bytes (wall times)
+                hit, from_file = committed[(p, m)], from_file + 1
+            if hit is None:
+                hit = cached_study(run, p, m, key)
             if hit is not None:
-                studies.append(hit)
+                studies.append({**hit, "key": key})
             else:
                 units.append(Unit("tune-study", f"tune/{p}/{m}", name, {"protocol": p, "method": m}))
+    if units:
+        _, golds = tuning_model_units(run)
+        run_stage(run, golds, train_tuning_gold, f"{name}: tuning golds")
 
     def report(res: UnitResult) -> None:
         if res.ok:
@@ -489,7 +508,7 @@ def run_tuning(run: SuiteRun, methods: list[str] | None = None) -> dict[str, int
                   f"{v['computed']} computed)", file=sys.stderr, flush=True)  # fmt: skip
 
     results = run_stage(run, units, tune_study_unit, f"{name}: tuning studies", on_result=report)
-    studies += [r.value for r in results]
+    studies += [{**r.value, "key": keys[(r.value["protocol"], r.value["method"])]} for r in results]
     if methods is not None:  # keep the other methods' entries of an earlier run
         old = _previous(run)
         keep = {(s["protocol"], s["method"]) for s in studies}
@@ -501,7 +520,8 @@ def run_tuning(run: SuiteRun, methods: list[str] | None = None) -> dict[str, int
     write_selection(run, studies)
     n_trials = sum(len(s["trials"]) for s in studies)
     computed = sum(s.get("computed", 0) for s in studies)
-    return {"studies": len(studies), "computed": computed, "cached": n_trials - computed}
+    cached = n_trials - computed
+    return {"studies": len(studies), "computed": computed, "cached": cached, "committed": from_file}
 
 
 def _previous(run: SuiteRun) -> list[dict[str, Any]]:

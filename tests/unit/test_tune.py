@@ -371,6 +371,51 @@ def test_rerun_computes_nothing_and_a_new_method_tunes_alone(tuned):
     assert _doc(more)["protocols"]["random"]["toy_step"] == _doc(run)["protocols"]["random"]["toy_step"]
 
 
+def test_a_fresh_clone_reuses_the_committed_selection_whose_study_keys_match(tuned, tmp_path):
+    """A checkout with ``tuning/t.yaml`` but none of the studies or trials behind it (a fresh clone) runs no
+    study and trains no tuning gold when every entry's recorded key is the current study key, and rewrites
+    the same bytes; an entry whose key differs (its inputs changed) is re-tuned, alone."""
+    import benchmark.runner.tuning as tuning_mod
+
+    run = tuned[0]
+    committed = run.layout.tuning_path("t").read_bytes()
+    doc = _doc(run)
+    n_studies = sum(len(methods) for methods in doc["protocols"].values())
+    assert all(len(e["key"]) == 16 for methods in doc["protocols"].values() for e in methods.values())
+    methods = list(next(iter(doc["protocols"].values())))  # the suite that wrote the file (order included)
+    clone = _prepare(tmp_path, _raw(methods))
+    path = clone.layout.tuning_path("t")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(committed)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a study or a tuning gold was computed")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tuning_mod, "tune_study_unit", must_not_run)
+        mp.setattr(tuning_mod, "train_tuning_gold", must_not_run)
+        counts = run_tuning(clone)
+    assert counts["computed"] == 0 and counts["committed"] == n_studies
+    assert path.read_bytes() == committed
+    stale = yaml.safe_load(committed)
+    stale["protocols"]["random"]["toy_step"]["key"] = "0" * 16  # as if toy_step's inputs had changed
+    path.write_text(yaml.safe_dump(stale, sort_keys=False))
+    counts = run_tuning(clone)
+    assert counts["committed"] == n_studies - 1
+    assert counts["computed"] == doc["protocols"]["random"]["toy_step"]["n_trials"]
+    again, first = _doc(clone)["protocols"], doc["protocols"]
+    for protocol in first:
+        for method in first[protocol]:
+            a, b = again[protocol][method], first[protocol][method]
+            if (protocol, method) != ("random", "toy_step"):
+                assert a == b  # reused as committed
+            else:  # recomputed: the same study (its wall times aside)
+                assert (a["key"], a["selected"], a["best_value"], a["best_trial"]) == (
+                    b["key"], b["selected"], b["best_value"], b["best_trial"])
+                assert [(t["params"], t["value"]) for t in a["trials"]] == [
+                    (t["params"], t["value"]) for t in b["trials"]]
+
+
 def test_same_seeds_select_the_same_configuration(tuned, tmp_path):
     run = tuned[0]
     other = _prepare(tmp_path, _raw(["original", "toy_step", "toy_fails"]))
