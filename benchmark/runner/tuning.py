@@ -481,16 +481,19 @@ def run_tuning(run: SuiteRun, methods: list[str] | None = None) -> dict[str, int
     originals, _ = tuning_model_units(run)
     run_stage(run, originals, train_tuning_original, f"{name}: tuning originals")
     chosen = [m for m in run.suite.methods if methods is None or m in methods]
-    committed = {(s["protocol"], s["method"]): s for s in _previous(run) if s.get("key")}
-    studies, units, keys = [], [], {}
+    previous = _previous(run)  # the existing tuning/<suite>.yaml, read once
+    committed = {(s["protocol"], s["method"]): s for s in previous if s.get("key")}
+    studies: list[dict[str, Any]] = []
+    units: list[Unit] = []
+    keys: dict[tuple[str, str], str] = {}
     from_file = 0
     for p in run.suite.protocols:
         for m in chosen:
             keys[(p, m)] = key = study_key(run, p, m)
-            hit = None
+            hit: dict[str, Any] | None
             if committed.get((p, m), {}).get("key") == key:  # first: the file keeps its bytes (wall times)
                 hit, from_file = committed[(p, m)], from_file + 1
-            if hit is None:
+            else:
                 hit = cached_study(run, p, m, key)
             if hit is not None:
                 studies.append({**hit, "key": key})
@@ -510,9 +513,8 @@ def run_tuning(run: SuiteRun, methods: list[str] | None = None) -> dict[str, int
     results = run_stage(run, units, tune_study_unit, f"{name}: tuning studies", on_result=report)
     studies += [{**r.value, "key": keys[(r.value["protocol"], r.value["method"])]} for r in results]
     if methods is not None:  # keep the other methods' entries of an earlier run
-        old = _previous(run)
         keep = {(s["protocol"], s["method"]) for s in studies}
-        studies = [s for s in old if (s["protocol"], s["method"]) not in keep] + studies
+        studies = [s for s in previous if (s["protocol"], s["method"]) not in keep] + studies
     pairs = [(p, m) for p in run.suite.protocols for m in run.suite.methods]
     order = {pm: i for i, pm in enumerate(pairs)}
     studies = sorted((s for s in studies if (s["protocol"], s["method"]) in order),

@@ -19,14 +19,6 @@ PROBE = (
 )
 
 
-def _has_avx2() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            return " avx2" in fh.read()
-    except OSError:
-        return False
-
-
 def _probe(probe: str = PROBE, **env: str) -> list[str]:
     clean = {k: v for k, v in os.environ.items() if k not in PINNED and k not in OPENBLAS_PIN}
     out = subprocess.run(
@@ -43,7 +35,7 @@ BLAS_PROBE = (
 )
 
 
-@pytest.mark.skipif(not _has_avx2(), reason="the pinned path needs an AVX2 CPU (x86-64 since 2013)")
+@pytest.mark.skipif(not cpu_has_avx2(), reason="the pinned path needs an AVX2 CPU (x86-64 since 2013)")
 def test_importing_the_package_pins_avx2_kernels_and_mkl_reproducibility():
     capability, cbwr, _ = _probe()
     assert (capability, cbwr) == ("AVX2", "AVX2,STRICT")
@@ -54,14 +46,14 @@ def test_a_kernel_setting_in_the_environment_wins_and_changes_what_is_recorded()
     assert (capability, cbwr) == ("DEFAULT", "COMPATIBLE")
 
 
-@pytest.mark.skipif(not _has_avx2(), reason="the pinned path needs an AVX2 CPU (x86-64 since 2013)")
+@pytest.mark.skipif(not cpu_has_avx2(), reason="the pinned path needs an AVX2 CPU (x86-64 since 2013)")
 def test_importing_the_package_pins_numpys_openblas_to_its_avx2_kernels():
     """Without the pin OpenBLAS picks SkylakeX kernels on an AVX-512 CPU, whose float64 dot products differ in
     the last bit from the AVX2 ones (and moved every cure_newton_krylov cell between two machines)."""
     assert _probe(BLAS_PROBE) == ["Haswell"]
 
 
-@pytest.mark.skipif(not _has_avx2(), reason="x86-64 OpenBLAS kernel names")
+@pytest.mark.skipif(not cpu_has_avx2(), reason="x86-64 OpenBLAS kernel names")
 def test_an_openblas_core_in_the_environment_wins():
     assert _probe(BLAS_PROBE, OPENBLAS_CORETYPE="Sandybridge") == ["Sandybridge"]
 
