@@ -12,7 +12,7 @@ if ! git rev-parse --git-dir >/dev/null 2>&1; then
   echo "scripts/bench.sh: not inside a git repository (DVC needs one): clone the repository, or run 'git init'" >&2
   exit 1
 fi
-bash scripts/setup.sh
+bash scripts/setup.sh --runtime  # the pipeline needs neither the dev extras nor the test browser
 preset=""
 if [ "${1:-}" = "--preset" ]; then
   preset="${2:?--preset needs a name}"
