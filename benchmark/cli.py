@@ -155,16 +155,22 @@ def _unlearn(run, args):  # noqa: ANN001
 
 def _evaluate(run, args):  # noqa: ANN001
     from benchmark.runner.evaluate import write_results
+    from benchmark.runner.evaluate_units import Judged, judge_pending
     from benchmark.runner.population_scores import write_population_results
 
+    # the cells to judge as units on the executor first (both cores); the table is then assembled from the
+    # evaluation cache, byte-identical to judging them here one after another
+    executor = run.params.executor
+    pre = judge_pending(run, executor) if executor.kind != "local" else Judged()
     df = write_results(run)
     pop = write_population_results(run)
     extra = f"; {len(pop)} population rows" if pop is not None else ""
     n = df.attrs["counts"]
-    judged = f" ({n['judged']} cells judged, {n['cached']} read from the evaluation cache"
-    if "references_read" in n:
-        judged += f"; gold references: {n['references_read']} read, {n['references_computed']} computed"
-    judged += ")"
+    cells, cached = n["judged"] + pre.cells, n["cached"] - pre.cells
+    read = n["references_read"] + pre.references_read
+    computed = n["references_computed"] + pre.references_computed
+    judged = (f" ({cells} cells judged, {cached} read from the evaluation cache; "
+              f"gold references: {read} read, {computed} computed)")  # fmt: skip
     return f"{len(df)} rows -> {run.layout.results_path(run.suite.name)}{judged}{extra}"
 
 

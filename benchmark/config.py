@@ -163,7 +163,8 @@ class SuiteConfig:
 
 @dataclass(frozen=True)
 class ExecutorConfig:
-    """How the grid stages (train, gold, unlearn) run their units; see :mod:`benchmark.runner.executor`.
+    """How the grid stages (memorize, train, gold, population, unlearn, evaluate) run their units; see
+    :mod:`benchmark.runner.executor`.
 
     ``kind``: ``local`` (in-process, one unit after another) or ``ray``. ``address``: join a running Ray
     cluster (``auto`` or ``HOST:PORT``); None starts a private local instance of ``num_cpus`` CPUs (None:

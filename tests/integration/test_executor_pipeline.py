@@ -100,6 +100,28 @@ def test_ray_and_local_write_identical_artifacts(ray_instance, tmp_path):
 
 
 @pytest.mark.integration
+def test_cells_judged_as_ray_units_give_the_table_judged_in_process(ray_instance, tmp_path):
+    """evaluate: the gold references and the cells judged as Ray units (benchmark.runner.evaluate_units)
+    fill the caches from which the stage's table is byte-identical (full precision) to a serial evaluation
+    from scratch; a second pass submits nothing."""
+    from benchmark.runner.evaluate import EvalConfig, evaluate_suite_counted
+    from benchmark.runner.evaluate_units import Judged, judge_pending
+
+    ray_cfg = ExecutorConfig(kind="ray", num_cpus=2, min_units=1)
+    _pipeline(tmp_path, ray_cfg)
+    run = open_suite(parse_params(RAW), "tiny", tmp_path)
+    cfg = EvalConfig(relearn_max_steps=10)
+    scratch, counts = evaluate_suite_counted(run, cfg, use_cache=False)  # in this process, no cache
+    assert counts == {"judged": 20, "cached": 0}
+    # 2 protocols x 2 seeds x 2 steps gold references, and the relearn time of each final-step gold model
+    assert judge_pending(run, ray_cfg, cfg) == Judged(cells=20, references_read=0, references_computed=8 + 4)
+    table, counts = evaluate_suite_counted(run, cfg)
+    assert counts == {"judged": 0, "cached": 20, "references_read": 0, "references_computed": 0}
+    assert table.to_csv(index=False) == scratch.to_csv(index=False)
+    assert judge_pending(run, ray_cfg, cfg) == Judged()
+
+
+@pytest.mark.integration
 def test_cli_runs_a_stage_on_ray_and_resumes_only_missing_cells(ray_instance, tmp_path, capsys):
     _pipeline(tmp_path, ExecutorConfig())
     raw = {**RAW, "executor": {"kind": "local", "min_units": 1}}  # one pending cell: still on Ray below
