@@ -1,5 +1,7 @@
 """The CPU kernels every process of the suite computes with, pinned so that a seed gives the same bits on
-any x86-64 machine with AVX2 (not only on the machine that made the committed results).
+every x86-64 machine with AVX2 of the same vendor (not only on the machine that made the committed results).
+Between AMD and Intel the bits differ (MKL, see below): measured, an Intel Xeon's fresh-clone default run
+moved the headline ToW AUC of the committed AMD run by at most 0.011 (README, *Known problems*).
 
 Which vector instructions a kernel uses changes the order of its floating-point reductions, so the same
 seed trains different weights on different CPUs: measured on a 784-64-10 MLP trained 5 epochs on 4,000
@@ -11,8 +13,13 @@ enough, and a Ray worker, which imports the package to unpickle its task, pins i
 
 - ``ATEN_CPU_CAPABILITY=avx2``: PyTorch's own vectorised kernels (on a CPU with AVX-512 it would pick
   ``AVX512``);
-- ``MKL_CBWR=AVX2,STRICT``: MKL's conditional numerical reproducibility, the AVX2 code path on every CPU
-  that has AVX2 (Intel or AMD), bitwise-reproducible regardless of memory alignment (``STRICT``);
+- ``MKL_CBWR=AVX2,STRICT``: MKL's conditional numerical reproducibility, bitwise-reproducible regardless of
+  memory alignment (``STRICT``). MKL documents every branch but ``AUTO`` and ``COMPATIBLE`` as available only
+  on Intel processors, and ignores an unavailable one for ``AUTO``: an Intel CPU runs the AVX2 branch, an AMD
+  one its ``AUTO`` dispatch, so the two vendors' weights differ in the last bits (measured: two AMD EPYC
+  machines, AVX2-only and AVX-512, gave identical tables; an Intel Xeon other bits from the first trained
+  model on). ``COMPATIBLE`` (SSE2, the one vendor-independent branch) trained a 784-64-10 MLP 1.3-1.6 times
+  slower on the Xeon, which the 25-minute budget of the default pipeline does not allow;
 - ``OPENBLAS_CORETYPE=Haswell``: the kernels of NumPy's (and SciPy's) OpenBLAS, which otherwise picks
   ``SkylakeX`` on a CPU with AVX-512 and ``Haswell``/``Zen`` (the same AVX2 kernels) on one without. Measured:
   the dot products and norms of short float64 vectors (2 to 100 entries) differ in the last bit between the
