@@ -137,7 +137,11 @@ def _tune(run, args):  # noqa: ANN001
     path = run.layout.tuning_path(run.suite.name)
     done = f"{counts['computed']} trials run, {counts['cached']} reused"
     if counts["committed"]:
-        done += f" ({counts['committed']} studies as committed: their inputs unchanged)"
+        done += f" ({counts['committed']} studies as committed: their inputs unchanged"
+        if counts["foreign"]:
+            done += (f"; {counts['foreign']} of them made from tuning originals with other bits (another CPU"
+                     f"; delete {run.layout.tuning_path(run.suite.name)} to re-tune them here)")
+        done += ")"
     return f"{counts['studies']} studies, {done} -> {path}"
 
 

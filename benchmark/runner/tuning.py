@@ -161,14 +161,19 @@ def _rebuilt_study(
 # --- one trial ---------------------------------------------------------------------------------------------
 def trial_key(
     run: SuiteRun, td: TuningData, protocol: str, method: str, hparams: dict[str, Any],
-    code: str | None = None,
+    code: str | None = None, by_recipe: bool = False,
 ) -> str:
     """The cache key of one trial (``code``: the method's ``code_hash()``, computed here if not given).
 
     Of the suite, its dataset, model and recipe only: the lists of evaluation protocols and seeds enter
     through the tuning forget sets (drawn outside every evaluation forget set), so adding a protocol to a
-    suite re-tunes only that protocol."""
+    suite re-tunes only that protocol. The tuning originals enter by their bytes (the trial's value is a
+    function of them), or with ``by_recipe`` by the key of what trains them (data, model, recipe, seed,
+    labels): the same on every machine, where the bytes differ between CPU vendors (README, *Known
+    problems*)."""
     variant = run.variant(protocol)
+    originals = ([td.original_key(s, protocol) for s in td.cfg.seeds] if by_recipe
+                 else [file_hash(td.original_path(s, variant)) for s in td.cfg.seeds])  # fmt: skip
     return stable_hash(
         {
             "data": run.data_key,
@@ -177,7 +182,7 @@ def trial_key(
             "tuning": {"seeds": list(td.cfg.seeds), "split": td.split_key},
             "protocol": run.protocol(protocol).key_fields(),
             "forget": td.forget_key(protocol),
-            "originals": [file_hash(td.original_path(s, variant)) for s in td.cfg.seeds],
+            "originals": originals,
             "method": method,
             "code": code or method_code_hash(method),
             "hparams": hparams,
@@ -276,16 +281,19 @@ def _study_path(td: TuningData, protocol: str, method: str) -> Any:
     return td.dir / "studies" / protocol / f"{method}.json"
 
 
-def study_key(run: SuiteRun, protocol: str, method: str) -> str:
+def study_key(run: SuiteRun, protocol: str, method: str, by_recipe: bool = False) -> str:
     """The key of a whole study: its trial 0 (data, suite, tuning split and seeds, forget sets, originals,
     method code, base configuration), the searched space, the sampler and its seed, the number of trials
     and Optuna's version. Every later trial is a deterministic function of these, so a study whose file
-    holds this key is reused without rebuilding its proposals (a no-op tune stage starts no worker)."""
+    holds this key is reused without rebuilding its proposals (a no-op tune stage starts no worker).
+    ``by_recipe``: the tuning originals by what trains them, not by their bytes (:func:`trial_key`): the
+    study's *definition*, equal on machines whose kernels give the originals other last bits."""
     td = tuning_data(run)
     cls = get_unlearner(method)
     space = tuned(cls.declared_space())
+    code = method_code_hash(cls)
     return stable_hash({
-        "trial0": trial_key(run, td, protocol, method, base_config(run, method), method_code_hash(cls)),
+        "trial0": trial_key(run, td, protocol, method, base_config(run, method), code, by_recipe),
         "space": {k: repr(v) for k, v in sorted(space.items())},
         "trials": td.cfg.trials, "sampler": td.cfg.sampler, "sampler_seed": td.cfg.sampler_seed,
         "max_retain_drop": td.cfg.max_retain_drop,
@@ -450,6 +458,8 @@ def write_selection(run: SuiteRun, studies: list[dict[str, Any]]) -> dict[str, A
         entry["code_hash"] = st["code_hash"]
         if st.get("key"):
             entry["key"] = st["key"]  # the study's inputs (study_key): a fresh clone reuses the entry by it
+        if st.get("recipe"):
+            entry["recipe"] = st["recipe"]  # its definition (study_key by_recipe): same on every machine
         stats = ("status", "reason", "value", "wall_s", "epochs_equiv", "retain_drop", "feasible")
         entry["trials"] = [{"number": r["number"], "params": _plain(r["params"]),
                             **_clean({k: r[k] for k in stats if k in r})} for r in st["trials"]]  # fmt: skip
@@ -473,8 +483,12 @@ def run_tuning(run: SuiteRun, methods: list[str] | None = None) -> dict[str, int
     :func:`study_key`: the file records each study's key, and every trial is a deterministic function of
     what the key hashes, so a fresh clone (the committed selection, none of the trials behind it) re-tunes
     only the studies whose inputs changed. Without that, a preset
-    that adds a population to a suite (a parameter of this stage) re-ran every study: hours on 2 cores. The
-    tuning golds are trained only when some study runs."""
+    that adds a population to a suite (a parameter of this stage) re-ran every study: hours on 2 cores.
+    On a machine whose kernels train the tuning originals with other last bits (another CPU vendor) no key
+    matches; an entry whose recorded ``recipe`` (the study's definition, :func:`study_key` ``by_recipe``)
+    is the current one is then reused as it stands, key included, and counted ``foreign``: what the default
+    pipeline does there too (DVC finds the ``tune`` stage up to date), rather than hours of re-tuning
+    (delete the file to re-tune on this machine). The tuning golds are trained only when some study runs."""
     td = tuning_data(run)
     td.write_forget_sets()
     name = run.suite.name
@@ -486,17 +500,23 @@ def run_tuning(run: SuiteRun, methods: list[str] | None = None) -> dict[str, int
     studies: list[dict[str, Any]] = []
     units: list[Unit] = []
     keys: dict[tuple[str, str], str] = {}
-    from_file = 0
+    recipes: dict[tuple[str, str], str] = {}
+    from_file = foreign = 0
     for p in run.suite.protocols:
         for m in chosen:
             keys[(p, m)] = key = study_key(run, p, m)
+            recipes[(p, m)] = recipe = study_key(run, p, m, by_recipe=True)
+            entry = committed.get((p, m), {})
             hit: dict[str, Any] | None
-            if committed.get((p, m), {}).get("key") == key:  # first: the file keeps its bytes (wall times)
-                hit, from_file = committed[(p, m)], from_file + 1
+            if entry.get("key") == key:  # first: the file keeps its bytes (wall times)
+                hit, from_file = entry, from_file + 1
             else:
                 hit = cached_study(run, p, m, key)
-            if hit is not None:
-                studies.append({**hit, "key": key})
+            if hit is None and entry.get("recipe") == recipe:  # the same study, made from other bits
+                studies.append(entry)
+                from_file, foreign = from_file + 1, foreign + 1  # the CLI's summary says how many
+            elif hit is not None:
+                studies.append({**hit, "key": key, "recipe": recipe})
             else:
                 units.append(Unit("tune-study", f"tune/{p}/{m}", name, {"protocol": p, "method": m}))
     if units:
@@ -511,7 +531,8 @@ def run_tuning(run: SuiteRun, methods: list[str] | None = None) -> dict[str, int
                   f"{v['computed']} computed)", file=sys.stderr, flush=True)  # fmt: skip
 
     results = run_stage(run, units, tune_study_unit, f"{name}: tuning studies", on_result=report)
-    studies += [{**r.value, "key": keys[(r.value["protocol"], r.value["method"])]} for r in results]
+    studies += [{**r.value, "key": keys[pm], "recipe": recipes[pm]} for r in results
+                for pm in [(r.value["protocol"], r.value["method"])]]  # fmt: skip
     if methods is not None:  # keep the other methods' entries of an earlier run
         keep = {(s["protocol"], s["method"]) for s in studies}
         studies = [s for s in previous if (s["protocol"], s["method"]) not in keep] + studies
@@ -523,7 +544,8 @@ def run_tuning(run: SuiteRun, methods: list[str] | None = None) -> dict[str, int
     n_trials = sum(len(s["trials"]) for s in studies)
     computed = sum(s.get("computed", 0) for s in studies)
     cached = n_trials - computed
-    return {"studies": len(studies), "computed": computed, "cached": cached, "committed": from_file}
+    return {"studies": len(studies), "computed": computed, "cached": cached, "committed": from_file,
+            "foreign": foreign}  # fmt: skip
 
 
 def _previous(run: SuiteRun) -> list[dict[str, Any]]:

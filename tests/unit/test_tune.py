@@ -398,7 +398,8 @@ def test_a_fresh_clone_reuses_the_committed_selection_whose_study_keys_match(tun
     assert counts["computed"] == 0 and counts["committed"] == n_studies
     assert path.read_bytes() == committed
     stale = yaml.safe_load(committed)
-    stale["protocols"]["random"]["toy_step"]["key"] = "0" * 16  # as if toy_step's inputs had changed
+    # as if toy_step's inputs had changed (its definition with them, so the recipe too)
+    stale["protocols"]["random"]["toy_step"].update(key="0" * 16, recipe="0" * 16)
     path.write_text(yaml.safe_dump(stale, sort_keys=False))
     counts = run_tuning(clone)
     assert counts["committed"] == n_studies - 1
@@ -414,6 +415,57 @@ def test_a_fresh_clone_reuses_the_committed_selection_whose_study_keys_match(tun
                     b["key"], b["selected"], b["best_value"], b["best_trial"])
                 assert [(t["params"], t["value"]) for t in a["trials"]] == [
                     (t["params"], t["value"]) for t in b["trials"]]
+
+
+def test_committed_studies_are_reused_by_recipe_where_the_tuning_originals_have_other_bits(tuned, tmp_path):
+    """Another CPU vendor trains the tuning originals with other last bits, so no study key matches: an entry
+    whose recorded recipe (the study's definition) is current is reused as committed, key and bytes
+    included, instead of re-tuning; an entry whose recipe changed is re-tuned."""
+    import benchmark.runner.tuning as tuning_mod
+
+    run = tuned[0]
+    committed = run.layout.tuning_path("t").read_bytes()
+    doc = _doc(run)
+    n_studies = sum(len(methods) for methods in doc["protocols"].values())
+    assert all(len(e["recipe"]) == 16 for methods in doc["protocols"].values() for e in methods.values())
+    methods = list(next(iter(doc["protocols"].values())))
+    clone = _prepare(tmp_path, _raw(methods))
+    path = clone.layout.tuning_path("t")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(committed)
+    td = tuning_data(clone)
+    originals_units = tuning_mod.tuning_model_units(clone)[0]
+    tuning_mod.run_stage(clone, originals_units, tuning_mod.train_tuning_original, "tuning originals")
+    originals = sorted(td.dir.glob("originals/**/seed*.pt"))
+    assert originals
+    for f in originals:  # one last bit of one weight: what another machine's kernels give
+        state = torch.load(f, weights_only=True)
+        name = next(k for k, v in state.items() if v.is_floating_point())
+        flat = state[name].view(-1)
+        flat[0] = torch.nextafter(flat[0], torch.tensor(math.inf, dtype=flat.dtype))
+        torch.save(state, f)
+    assert all(tuning_mod.study_key(clone, p, m) != e["key"] for p, ms in doc["protocols"].items()
+               for m, e in ms.items())  # fmt: skip
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a study or a tuning gold was computed")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tuning_mod, "tune_study_unit", must_not_run)
+        mp.setattr(tuning_mod, "train_tuning_gold", must_not_run)
+        counts = run_tuning(clone)
+    assert (counts["computed"], counts["committed"], counts["foreign"]) == (0, n_studies, n_studies)
+    assert path.read_bytes() == committed
+    stale = yaml.safe_load(committed)
+    stale["protocols"]["random"]["toy_step"]["recipe"] = "0" * 16  # as if toy_step's definition had changed
+    path.write_text(yaml.safe_dump(stale, sort_keys=False))
+    counts = run_tuning(clone)
+    assert (counts["committed"], counts["foreign"]) == (n_studies - 1, n_studies - 1)
+    assert counts["computed"] == doc["protocols"]["random"]["toy_step"]["n_trials"]
+    redone = _doc(clone)["protocols"]["random"]["toy_step"]
+    assert redone["recipe"] == doc["protocols"]["random"]["toy_step"]["recipe"]
+    assert redone["key"] == tuning_mod.study_key(clone, "random", "toy_step") != doc["protocols"]["random"][
+        "toy_step"]["key"]
 
 
 def test_same_seeds_select_the_same_configuration(tuned, tmp_path):
