@@ -371,11 +371,23 @@ def test_rerun_computes_nothing_and_a_new_method_tunes_alone(tuned):
     assert _doc(more)["protocols"]["random"]["toy_step"] == _doc(run)["protocols"]["random"]["toy_step"]
 
 
+def _tune_computing_nothing(run) -> dict[str, int]:
+    """``run_tuning(run)``, failing if any study or tuning gold is computed."""
+    import benchmark.runner.tuning as tuning_mod
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a study or a tuning gold was computed")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tuning_mod, "tune_study_unit", must_not_run)
+        mp.setattr(tuning_mod, "train_tuning_gold", must_not_run)
+        return run_tuning(run)
+
+
 def test_a_fresh_clone_reuses_the_committed_selection_whose_study_keys_match(tuned, tmp_path):
     """A checkout with ``tuning/t.yaml`` but none of the studies or trials behind it (a fresh clone) runs no
     study and trains no tuning gold when every entry's recorded key is the current study key, and rewrites
     the same bytes; an entry whose key differs (its inputs changed) is re-tuned, alone."""
-    import benchmark.runner.tuning as tuning_mod
 
     run = tuned[0]
     committed = run.layout.tuning_path("t").read_bytes()
@@ -387,14 +399,7 @@ def test_a_fresh_clone_reuses_the_committed_selection_whose_study_keys_match(tun
     path = clone.layout.tuning_path("t")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(committed)
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("a study or a tuning gold was computed")
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tuning_mod, "tune_study_unit", must_not_run)
-        mp.setattr(tuning_mod, "train_tuning_gold", must_not_run)
-        counts = run_tuning(clone)
+    counts = _tune_computing_nothing(clone)
     assert counts["computed"] == 0 and counts["committed"] == n_studies
     assert path.read_bytes() == committed
     stale = yaml.safe_load(committed)
@@ -446,14 +451,7 @@ def test_committed_studies_are_reused_by_recipe_where_the_tuning_originals_have_
         torch.save(state, f)
     assert all(tuning_mod.study_key(clone, p, m) != e["key"] for p, ms in doc["protocols"].items()
                for m, e in ms.items())  # fmt: skip
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("a study or a tuning gold was computed")
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tuning_mod, "tune_study_unit", must_not_run)
-        mp.setattr(tuning_mod, "train_tuning_gold", must_not_run)
-        counts = run_tuning(clone)
+    counts = _tune_computing_nothing(clone)
     assert (counts["computed"], counts["committed"], counts["foreign"]) == (0, n_studies, n_studies)
     assert path.read_bytes() == committed
     stale = yaml.safe_load(committed)
