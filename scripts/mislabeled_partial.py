@@ -112,12 +112,24 @@ samples and of the flipped samples no request deletes ("unidentified").
 """
 
 
+def made_on(results: Path, protocols: dict[str, float]) -> str:
+    """A line naming the machines (the rows' ``hardware``) that computed the protocols' rows in ``results``
+    (a suite's ``results/<suite>.csv``): bits differ between CPU vendors (README, *Known problems*). Empty
+    when the file is missing."""
+    if not results.exists():
+        return ""
+    df = pd.read_csv(results, usecols=["protocol", "hardware"])
+    machines = sorted(set(df.loc[df["protocol"].isin(list(protocols)), "hardware"].dropna()))
+    return "Computed on: " + "; and ".join(f"`{m}`" for m in machines) + ".\n\n" if machines else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="mnist5k-mlp")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--headline", type=Path, default=Path("leaderboards/headline.csv"))
     ap.add_argument("--out", type=Path, default=Path("leaderboards/mislabeled-partial"))
+    ap.add_argument("--results", type=Path, default=Path("results"), help="the suites' results/<suite>.csv")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     protocols = mislabeled_protocols(params, args.suite)
@@ -126,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     kept = rows[[c for c in CSV_COLUMNS if c in rows.columns]]
     kept.sort_values(["protocol", "method"]).to_csv(args.out / f"{args.suite}_mislabeled.csv", index=False)
     n_seeds = len(params.suite(args.suite).seeds)
-    page = INTRO.format(suite=args.suite, n_seeds=n_seeds) + markdown(rows, protocols)
+    machines = made_on(args.results / f"{args.suite}.csv", protocols)
+    page = INTRO.format(suite=args.suite, n_seeds=n_seeds) + machines + markdown(rows, protocols)
     (args.out / "README.md").write_text(page, encoding="utf-8")
     print(page)
     print(f"wrote {args.out / 'README.md'}", file=sys.stderr)

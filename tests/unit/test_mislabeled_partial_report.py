@@ -63,3 +63,13 @@ def test_markdown_ranks_by_tow_auc_and_shows_unidentified_accuracy_only_when_som
     assert md[half + 5] == "| `b` | 0.700 ± 0.040 | — | 80.0 ± 1.0 | 50.0 | 90.0 ± 0.0 |"
     gold = "Gold model (retrained without the deleted samples): 85.0 % on the deleted samples' true labels"
     assert md[half + 7] == gold + ", 20.0 % on the unidentified ones'."
+
+
+def test_the_page_names_the_machines_that_computed_the_reported_rows(report, tmp_path):
+    results = tmp_path / "s.csv"
+    intel, amd = "x86_64 (Intel Xeon)", "x86_64 (AMD EPYC)"
+    rows = {"protocol": ["all", "half", "random", "all"], "hardware": [intel, intel, amd, None]}
+    pd.DataFrame(rows).to_csv(results, index=False)
+    assert report.made_on(results, {"all": 1.0, "half": 0.5}) == "Computed on: `x86_64 (Intel Xeon)`.\n\n"
+    assert "AMD" in report.made_on(results, {"random": 1.0})
+    assert report.made_on(tmp_path / "missing.csv", {"all": 1.0}) == ""
