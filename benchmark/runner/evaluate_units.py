@@ -44,17 +44,15 @@ class Judged:
     references_computed: int = 0
 
 
-_REFERENCES: dict[tuple[int, EvalConfig], GoldReference] = {}  # per process: the stage's suite
+_REFERENCES: list[tuple[SuiteRun, EvalConfig, GoldReference]] = []  # per process: the stage's suite
 
 
 def _reference(run: SuiteRun, cfg: EvalConfig) -> GoldReference:
     """This process's gold reference of ``run`` over the on-disk reference cache, kept across its units (a
-    worker serves one stage at a time: only the latest is kept)."""
-    key = (id(run), cfg)
-    if key not in _REFERENCES:
-        _REFERENCES.clear()
-        _REFERENCES[key] = GoldReference(run, cfg, ReferenceCache(run, cfg))
-    return _REFERENCES[key]
+    worker serves one stage at a time: only the latest is kept, with the suite object it belongs to)."""
+    if not (_REFERENCES and _REFERENCES[0][0] is run and _REFERENCES[0][1] == cfg):
+        _REFERENCES[:] = [(run, cfg, GoldReference(run, cfg, ReferenceCache(run, cfg)))]
+    return _REFERENCES[0][2]
 
 
 def gold_reference_unit(run: SuiteRun, unit: Unit) -> tuple[int, int]:
