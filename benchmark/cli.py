@@ -140,7 +140,7 @@ def _tune(run, args):  # noqa: ANN001
         done += f" ({counts['committed']} studies as committed: their inputs unchanged"
         if counts["foreign"]:
             done += (f"; {counts['foreign']} of them made from tuning originals with other bits (another CPU"
-                     f"; delete {run.layout.tuning_path(run.suite.name)} to re-tune them here)")
+                     f"; delete {path} to re-tune them here)")
         done += ")"
     return f"{counts['studies']} studies, {done} -> {path}"
 
