@@ -320,7 +320,20 @@ def ensure_ray(cfg: ExecutorConfig) -> None:
         kwargs["object_store_memory"] = 256 * 2**20  # units exchange only small arguments and results
     else:
         kwargs["address"] = cfg.address
-    ray.init(**kwargs)
+    # Ray announces the token authentication it turns on by default for a new local instance (a WARNING
+    # naming RAY_AUTH_MODE), once per stage of a run; the protection stays, the notice is silenced (any
+    # other warning of that logger, e.g. authentication turned *off*, still shows)
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    notice.addFilter(_token_auth_enabled_notice)
+    try:
+        ray.init(**kwargs)
+    finally:
+        notice.removeFilter(_token_auth_enabled_notice)
+
+
+def _token_auth_enabled_notice(record: logging.LogRecord) -> bool:
+    """Logging filter: False (drop) for Ray's notice that it enabled token authentication by default."""
+    return not record.getMessage().startswith("Token authentication is enabled")
 
 
 def _check_gpus(run: SuiteRun | None, per_task: float, total: float) -> None:

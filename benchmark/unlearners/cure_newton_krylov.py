@@ -50,15 +50,16 @@ replaces the forward passes over D_r of the ARC ratio by f̂(w + Δ) = f(w) + g�
 ``benchmark.curvature.arc.SubsampledRemainder``; ARC with inexact function values: Bellavia, Gurioli,
 Morini & Toint 2019, "Adaptive regularization algorithms with inexact evaluations for nonconvex
 optimization", SIAM J. Optim.); a plain f_S difference would be dominated by the sampling noise of f_S
-after a small deletion. With both, a request costs little more than one gradient pass over D_r.
+after a small deletion. With both, an iteration costs little more than one gradient pass over D_r.
 ``chunk_size`` > 0 evaluates losses, gradients and HVPs in chunks of that many samples (bounded
 activation memory; needed for CNNs on large D_r).
 
-Budget preset (``params.yaml``: iters = 1, hvp_batch = 32, check_batch = 256, precision = "model"; final
-request of the random protocol, 3 seeds): ToW 0.957 on digits-mlp (exact ``cure_newton``: 0.959) for 1.68
-epoch-equivalents, 2.9 % of the gold retrain's 57.1, and 0.924 on mnist5k-mlp for 1.21, 4.2 % of 28.5.
-One iteration hardly moves a network that memorised its data at sample level (the do-nothing model
-scores 0.958 / 0.924 as well); class deletion needs several exact-curvature iterations.
+Budget preset (``params.yaml``'s second configuration: iters = 2, k = 10, krylov_tol = 0, hvp_batch = 32,
+check_batch = 256, precision = "model"): its ToW and cost are the leaderboard rows with params_id
+``cure_newton_krylov[check_batch=256,hvp_batch=32,iters=2,k=10,krylov_tol=0.0,precision=model]``
+(``leaderboards/digits-mlp.csv``, ``leaderboards/mnist5k-mlp.csv``). Two iterations hardly move a network
+that memorised its data at sample level (on the random protocol it scores about as the do-nothing
+``original``); class deletion needs several exact-curvature iterations.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ SEED_OFFSET = 10_000
 
 @register_unlearner("retrain")
 class Retrain(Unlearner):
-    """w⁺ = argmin_w L(w; D_r(k)) by the originals' recipe, from a fresh initialisation (seed + 10⁴)."""
+    """w⁺ = argmin_w L(w; D_r(k)) by the originals' recipe, from a fresh initialisation (seed + 10⁴ + k)."""
 
     def unlearn(self, model: nn.Module, request: Request, ctx: Context) -> nn.Module:
         seed = ctx.seed + SEED_OFFSET + request.step

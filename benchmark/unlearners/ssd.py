@@ -17,10 +17,10 @@ Importances (``importance``):
   ever selected once n_e/n ≥ 1/α (e.g. a whole class of a 10-class set at α = 10; the tuned range of α
   starts at 1);
 * ``"batch"`` (the released code's ``calc_importance``): the mean over minibatches of the squared
-  minibatch-mean cross-entropy gradient, batches of ``batch_size`` = 128 samples (the code's loaders;
-  ``None``: the recipe's batch size) taken in order, retain samples first then the forget samples (their
-  ``ConcatDataset``), eval mode, no weight decay. It escapes the Fisher's cap because the coherent gradients
-  of a forget batch do not average out.
+  minibatch-mean cross-entropy gradient, batches of ``batch_size`` = 64 samples (the release's full-class
+  loaders; ``None``: the recipe's batch size) taken in order, retain samples first then the forget samples
+  (their ``ConcatDataset``), eval mode, no weight decay. It escapes the Fisher's cap because the coherent
+  gradients of a forget batch do not average out.
 
 Deviation (default ``"fisher"``, not the release's ``"batch"``): the minibatch estimate is not a stable
 function of the data, so no tuning on held-out data can set α for it. Its []_D is a mean over a partition
@@ -47,13 +47,15 @@ D_r(k) ∪ D_e(k), i.e. the
 data the incoming model still represents (at request 1 the full training set, as in the paper; samples of
 earlier requests were dampened already and are not re-counted). With ``"fisher"`` []_D is the
 size-weighted mean (n_r·F_r + n_e·F_e)/(n_r + n_e), so D_e's gradients are computed once.
-Deviation (``match_batch``, default on): both importances use minibatches of min(``batch_size``, n_e).
+Deviation (``match_batch``, an option, off by default): both importances use minibatches of
+min(``batch_size``, n_e).
 The squared mean gradient of a batch of b samples carries a noise floor ≈ σ²/b; the release's forget sets
 span several full batches of 128 (1% of CIFAR = 500 samples), so both importances have the same floor and
 α compares signal. A 1% request of the suites' datasets has 14–40 samples: with a 128-sample full batch the
 forget importance sits ~128/n_e above the full one from noise alone, i.e. at α = 10 the rule selects noise
 (measured: digits retain accuracy fell to 0.64 over five 1% requests). ``match_batch=False`` is the release.
-Counters: n_r + n_e per-sample gradients ("fisher"), n_r + 2·n_e samples ("batch").
+Counters: n_r + n_e per-sample gradients ("fisher"), n_r + 2·n_e samples ("batch"; ``full_data="original"``
+adds the earlier requests' samples).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -158,3 +159,23 @@ def test_progress_off_a_terminal_is_a_log_line(capsys):
     assert len(lines) == 20  # one every 40 // 20 units
     assert lines[0].startswith("grid: 2/40 units done, 0 failed, ")
     assert lines[-1].startswith("grid: 40/40 units done, 1 failed, ")
+
+
+_AUTH_PROBE = """
+from benchmark.config import ExecutorConfig
+from benchmark.runner.executor import ensure_ray
+from ray._raylet import AuthenticationMode, get_authentication_mode
+ensure_ray(ExecutorConfig(kind="ray", num_cpus=1))
+print(get_authentication_mode() == AuthenticationMode.TOKEN)
+"""
+
+
+def test_a_private_instance_keeps_token_auth_without_rays_notice():
+    """Ray turns token authentication on for a new local instance and says so in a WARNING, which a run
+    would print once per stage: the protection stays on, the notice is not printed."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # Ray's default applies
+    cmd = [sys.executable, "-c", _AUTH_PROBE]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Token authentication" not in proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "True"
