@@ -11,12 +11,13 @@ Layout::
     methods:    {NAME: {PARAM: [grid values]} | [{PARAM: [..]}, ..]}  # grid overrides; a list = union
     grid:       default | full   # a method's unlisted parameters: its default value / its built-in list
     suites:     {NAME: {dataset, model: {arch, ...}, train: {epochs, batch_size, lr, weight_decay, optimizer},
-                        protocols: [..], seeds: [..], methods: [..], budget_s?,
-                        memorization?: {models, seed}, population?: {models, seed, methods, protocols},
+                        protocols: [..], seeds: [..], methods: [..], budget_s?, memory_mb?,
+                        memorization?: {models, seed},
+                        population?: {models, seed?, forget_seed?, methods, protocols?},
                         device?: auto|cpu|cuda|cuda:N}}             # default cpu (benchmark.runner.device)
     cost:       {hvp_grad_ratio, fwd_grad_ratio}          # one HVP / one forward pass, in gradient passes
     executor:   {kind: local|ray, address?, num_cpus?, cpus_per_task?, gpus_per_task?, max_retries?,
-                 torch_threads?}                          # how the grid stages run their units (optional)
+                 torch_threads?, min_units?}              # how the grid stages run their units (optional)
     tuning:     {seeds, trials, sampler: tpe|random, sampler_seed, validation_fraction, validation_seed,
                  max_retain_drop: fraction in (0, 1) | null}
                                                           # hyperparameter selection (optional; see below)
@@ -163,7 +164,7 @@ class SuiteConfig:
 
 @dataclass(frozen=True)
 class ExecutorConfig:
-    """How the grid stages (memorize, train, gold, population, unlearn, evaluate) run their units; see
+    """How the grid stages (memorize, train, gold, tune, population, unlearn, evaluate) run their units; see
     :mod:`benchmark.runner.executor`.
 
     ``kind``: ``local`` (in-process, one unit after another) or ``ray``. ``address``: join a running Ray

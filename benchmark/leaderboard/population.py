@@ -7,7 +7,7 @@ step; optional: a suite without them has no population section):
   models, ``klom_mean`` (mean over forget examples of KLoM, the KL divergence between the
   distributions of the margins of the unlearned and the retrained models on the example; Georgiev et
   al. 2024, *Attribute-to-Delete: Machine Unlearning via Datamodel Matching*; lower is better) with its
-  bootstrap 95% CI ``klom_lo``/``klom_hi`` and 95th percentile ``klom_p95``, ``klom_floor`` (the same
+  half-sampling 95% CI ``klom_lo``/``klom_hi`` and 95th percentile ``klom_p95``, ``klom_floor`` (the same
   statistic for a second, independent population of retrained models: the noise floor), and the
   NeurIPS 2023 competition score ``neurips_score`` with its forgetting quality ``neurips_f``
   (Triantafillou et al. 2024);

@@ -492,7 +492,7 @@ def write_leaderboard(
     ``metrics/<suite>.<protocol>.json``, ``dvc_plots/*.json``), ``summary.csv`` (every params_id:
     :func:`summarise` plus the population columns), ``headline.csv`` (one row per method),
     ``<suite>.csv`` (the per-step per-seed rows of each suite, sorted by protocol, method, params_id,
-    seed, step, in :data:`RESULT_COLUMNS` order then any extra columns by name) and
+    seed, step, in :data:`RESULT_COLUMNS` order) and
     ``plots/<suite>_*.png``. ``population`` / ``population_examples`` are the optional
     ``results/<suite>_population.csv`` / ``_population_examples.csv`` rows
     (:mod:`benchmark.leaderboard.population`); without them the KLoM / NeurIPS columns and the KLoM CDF

@@ -3,7 +3,7 @@ method against the reference retrains, from the members the ``population`` stage
 (:mod:`benchmark.runner.population`).
 
 Per protocol and method, on the shared forget set at the final request K: KLoM (Georgiev et al. 2024;
-:func:`benchmark.metrics.klom.klom_summary`, bootstrap 95 % CI over models) and the competition score
+:func:`benchmark.metrics.klom.klom_summary`, half-sampling 95 % CI over models) and the competition score
 (Triantafillou et al. 2024) computed by the tested functions of :mod:`benchmark.metrics.neurips`:
 ``neurips_f`` = :func:`~benchmark.metrics.neurips.forgetting_quality` on a seeded subsample of at most
 :data:`NEURIPS_MAX_EXAMPLES` forget examples, and ``neurips_score`` =
@@ -124,7 +124,8 @@ def _group_key(
     run: SuiteRun, ref_hashes: list[str], members: list[Member], params_id: str, n_boot: int
 ) -> str:
     """The key of one (protocol, method) group's scores: the sidecars of its members and of the reference
-    retrains (``ref_hashes``, hashed once per protocol), the evaluation code, this module, the bootstrap."""
+    retrains (``ref_hashes``, hashed once per protocol), the evaluation code, this module, the resampling
+    replicates (``n_boot``)."""
     return stable_hash({"ref": ref_hashes, "members": _sidecar_hashes(run, members), "params_id": params_id,
                         "n_boot": n_boot, "code": metric_code_hash(), "scores": _scores_code(),
                         "suite": [run.suite.name, run.data_key]})  # fmt: skip
@@ -169,7 +170,7 @@ def _score_group(run: SuiteRun, p: str, method: str, params_id: str, members: li
 
 
 def score_population(run: SuiteRun, n_boot: int = 400) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """KLoM (bootstrap 95 % CI over models) and the NeurIPS-2023 score of every population method,
+    """KLoM (half-sampling 95 % CI over models) and the NeurIPS-2023 score of every population method,
     against the reference retrains; the ``retrain`` row (another retrain) is the noise floor.
 
     Each (protocol, method) group's scores are cached under ``runs/<suite>/evaluated/population/`` by

@@ -1,7 +1,8 @@
 """Read the tuning stage's selections (``tuning/<suite>.yaml``) for the unlearn grid.
 
 The selection is per protocol: :func:`load_selection` maps (protocol, method) to a :class:`Selection`.
-A method without an entry (not tuned yet, or no ``tuning:`` section) runs its built-in default.
+A method without an entry (not tuned yet, or no ``tuning:`` section) runs the configurations ``methods:``
+lists for it, else its built-in default (:func:`benchmark.runner.cells.configured_grid`).
 """
 
 from __future__ import annotations

@@ -406,8 +406,9 @@ def _plain(x: Any) -> Any:
 
 def write_untuned(run: SuiteRun) -> Path:
     """``tuning/<suite>.yaml`` of a run without tuning (``tuning: null`` in params.yaml, e.g. a smoke test of
-    the DAG): no selection, so the unlearn grid runs each method's built-in default. Not the benchmark's
-    protocol: the file says so, and the leaderboard's rows carry ``selected = False``."""
+    the DAG): no selection, so the unlearn grid runs what ``methods:`` lists for each method, else its
+    built-in default (:func:`benchmark.runner.cells.configured_grid`). Not the benchmark's protocol: the
+    file says so, and the leaderboard's rows carry ``selected = False``."""
     path = run.layout.tuning_path(run.suite.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"suite": run.suite.name, "tuning": "disabled (tuning: null): built-in defaults, untuned",
