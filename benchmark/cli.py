@@ -127,7 +127,8 @@ def _tune(run, args):  # noqa: ANN001
 
         path = write_untuned(run)
         write_population_plan(run)
-        return f"tuning disabled (tuning: null): every method runs its built-in default -> {path}"
+        untuned = "each method runs what methods: lists, else its default"
+        return f"tuning disabled (tuning: null): {untuned} -> {path}"
     for m in args.method or []:
         if m not in run.suite.methods:
             known = ", ".join(run.suite.methods)
