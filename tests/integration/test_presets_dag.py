@@ -81,7 +81,7 @@ def shrink(params: dict, suite: str, dataset: str, fixture: Path, methods: list[
     for p in s["protocols"]:
         params["protocols"][p]["requests"] = 2
     params["methods"] = {m: v for m, v in TINY_METHODS.items() if m in methods}
-    # the DAG without tuning studies (`tuning: null`: built-in defaults; the tune stage records that), so
+    # the DAG without tuning studies (`tuning: null`: what `methods:` lists; the tune stage records that), so
     # the fixture DAG stays within minutes; tuning itself is tested on the tiny suite (test_tune.py,
     # test_pipeline.py)
     params["tuning"] = None
