@@ -292,6 +292,26 @@ def _typed(d: dict[str, Any], k: str, key: str, kind: type | tuple[type, ...], d
     return v
 
 
+def _seed(d: dict[str, Any], k: str, key: str, default: int | None = None) -> Any:
+    """A seed: a non-negative integer. NumPy's generators (``default_rng``, ``SeedSequence``) reject negative
+    ones, which would fail a stage mid-pipeline instead of here."""
+    v = _typed(d, k, key, int, default)
+    if v is not None and v < 0:
+        raise ConfigError(f"{key}.{k}: a seed must be a non-negative integer, got {v}")
+    return v
+
+
+def _seed_list(seeds: Any, key: str) -> list[int]:
+    """A non-empty list of distinct seeds (non-negative integers, as :func:`_seed`)."""
+    if not isinstance(seeds, list) or not seeds or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds
+    ):
+        raise ConfigError(f"{key}: expected a non-empty list of non-negative integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{key}: duplicate seeds in {seeds!r}")
+    return seeds
+
+
 def _dataset(name: str, d: dict[str, Any]) -> DatasetConfig:
     sec = check_section(DatasetSection, d, f"datasets.{name}")
     return DatasetConfig(name=name, **sec.model_dump())
@@ -363,7 +383,7 @@ def _protocol(name: str, d: dict[str, Any]) -> ProtocolConfig:
         requests=requests,
         fraction=fraction,
         classes_per_request=classes_per_request,
-        seed=_typed(d, "seed", key, int),
+        seed=_seed(d, "seed", key),
         pool=pool,
         corrupt_fraction=corrupt,
         identified=identified,
@@ -400,9 +420,7 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
     for p in protocols:
         if p not in params["protocols"]:
             raise ConfigError(f"{key}.protocols: unknown protocol {p!r}; defined under protocols:")
-    seeds = d["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"{key}.seeds: expected a non-empty list of integers, got {seeds!r}")
+    seeds = _seed_list(d["seeds"], f"{key}.seeds")
     methods = d["methods"]
     if not isinstance(methods, list) or not methods:
         raise ConfigError(f"{key}.methods: expected a non-empty list of method names")
@@ -411,8 +429,6 @@ def _suite(name: str, d: dict[str, Any], params: dict[str, Any]) -> SuiteConfig:
             get_unlearner(m)
         except UnknownMethodError as exc:
             raise ConfigError(f"{key}.methods: {exc}") from None
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{key}.seeds: duplicate seeds in {seeds!r}")
     if len(set(methods)) != len(methods):
         raise ConfigError(f"{key}.methods: duplicate methods in {methods!r}")
     budget = _typed(d, "budget_s", key, float)
@@ -488,8 +504,8 @@ def _population(d: Any, key: str, protocols: list[str], methods: list[str]) -> P
         models=models,
         methods=chosen["methods"],
         protocols=chosen["protocols"],
-        seed=_typed(d, "seed", key, int, 10_000),
-        forget_seed=_typed(d, "forget_seed", key, int, 0),
+        seed=_seed(d, "seed", key, 10_000),
+        forget_seed=_seed(d, "forget_seed", key, 0),
     )
 
 
@@ -585,13 +601,7 @@ def _tuning(
     key = "tuning"
     d = _mapping(d, key)
     _check_keys(d, key, {f.name for f in fields(TuningConfig)})
-    seeds = d.get("seeds", list(DEFAULT_TUNING_SEEDS))
-    if not isinstance(seeds, list) or not seeds or not all(
-        isinstance(s, int) and not isinstance(s, bool) for s in seeds
-    ):
-        raise ConfigError(f"{key}.seeds: expected a non-empty list of integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{key}.seeds: duplicate seeds in {seeds!r}")
+    seeds = _seed_list(d.get("seeds", list(DEFAULT_TUNING_SEEDS)), f"{key}.seeds")
     trials = _typed(d, "trials", key, int, MIN_TRIALS)
     if trials < MIN_TRIALS:
         raise ConfigError(f"{key}.trials: must be >= {MIN_TRIALS} (the default plus enough sampled "
@@ -620,9 +630,9 @@ def _tuning(
         seeds=tuple(seeds),
         trials=trials,
         sampler=sampler,
-        sampler_seed=_typed(d, "sampler_seed", key, int, 0),
+        sampler_seed=_seed(d, "sampler_seed", key, 0),
         validation_fraction=fraction,
-        validation_seed=_typed(d, "validation_seed", key, int, 0),
+        validation_seed=_seed(d, "validation_seed", key, 0),
         max_retain_drop=_fraction(d, "max_retain_drop", key, 0.05),  # null in the file: None, no constraint
     )
 

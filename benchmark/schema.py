@@ -56,7 +56,7 @@ class CostSection(Section):
 
 class MemorizationSection(Section):
     models: Annotated[int, Field(ge=2)] = 32
-    seed: int = 1000
+    seed: Annotated[int, Field(ge=0)] = 1000  # NumPy's generators take non-negative seeds only
 
 
 S = TypeVar("S", bound=Section)

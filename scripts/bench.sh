@@ -12,12 +12,18 @@ if ! git rev-parse --git-dir >/dev/null 2>&1; then
   echo "scripts/bench.sh: not inside a git repository (DVC needs one): clone the repository, or run 'git init'" >&2
   exit 1
 fi
-bash scripts/setup.sh --runtime  # the pipeline needs neither the dev extras nor the test browser
 preset=""
 if [ "${1:-}" = "--preset" ]; then
   preset="${2:?--preset needs a name}"
   shift 2
+  # a misspelt name fails here, in one line, not after the install (minutes on a fresh clone)
+  if [ ! -f "presets/$preset.yaml" ]; then
+    known=$(cd presets && LC_ALL=C ls -- *.yaml | sed 's/\.yaml$//' | paste -sd, - | sed 's/,/, /g')
+    echo "scripts/bench.sh: preset '$preset': no presets/$preset.yaml; known presets: $known" >&2
+    exit 2
+  fi
 fi
+bash scripts/setup.sh --runtime  # the pipeline needs neither the dev extras nor the test browser
 # offline unless the caller says otherwise, but the paper presets download their dataset from the Hugging Face
 # hub (once: later runs read datasets/ and the hub cache)
 offline=1

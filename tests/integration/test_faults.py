@@ -439,3 +439,19 @@ def test_bench_script_outside_a_git_repository_says_why(tmp_path):
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 1
     assert "not inside a git repository" in proc.stderr
+
+
+def test_bench_script_rejects_an_unknown_preset_before_installing(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "bench.sh", tmp_path / "scripts" / "bench.sh")
+    (tmp_path / "scripts" / "setup.sh").write_text("touch installed\n")  # must not be reached
+    shutil.copytree(ROOT / "presets", tmp_path / "presets")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    proc = subprocess.run(["bash", "scripts/bench.sh", "--preset", "klom-mnsit"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    known = ", ".join(sorted(p.stem for p in (ROOT / "presets").glob("*.yaml")))
+    assert proc.stderr.strip() == (
+        f"scripts/bench.sh: preset 'klom-mnsit': no presets/klom-mnsit.yaml; known presets: {known}"
+    )
+    assert not (tmp_path / "installed").exists()

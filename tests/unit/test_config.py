@@ -88,6 +88,28 @@ def test_default_params_are_valid(raw):
             "protocols.class.classes_per_request",
         ),
         (lambda r: r["suites"]["digits-mlp"].update(seeds=[0, 0]), "suites.digits-mlp.seeds"),
+        # seeds are non-negative (NumPy's generators reject the others, mid-pipeline) and never booleans
+        (
+            lambda r: r["suites"]["digits-mlp"].update(seeds=[0, 1, -2]),
+            "suites.digits-mlp.seeds: expected a non-empty list of non-negative integers",
+        ),
+        (lambda r: r["suites"]["digits-mlp"].update(seeds=[0, True]), "suites.digits-mlp.seeds"),
+        (lambda r: r["tuning"].update(seeds=[100, -101]), "tuning.seeds"),
+        (lambda r: r["tuning"].update(sampler_seed=-1), "tuning.sampler_seed: a seed must be"),
+        (lambda r: r["tuning"].update(validation_seed=-3), "tuning.validation_seed: a seed must be"),
+        (
+            lambda r: r["suites"]["digits-mlp"].update(memorization={"models": 32, "seed": -1}),
+            "suites.digits-mlp.memorization.seed",
+        ),
+        (
+            lambda r: r["suites"]["digits-mlp"]["population"].update(seed=-10),
+            "suites.digits-mlp.population.seed: a seed must be",
+        ),
+        (
+            lambda r: r["suites"]["digits-mlp"]["population"].update(forget_seed=-1),
+            "suites.digits-mlp.population.forget_seed: a seed must be",
+        ),
+        (lambda r: r["protocols"]["random"].update(seed=-7), "protocols.random.seed: a seed must be"),
         (lambda r: r["suites"]["digits-mlp"].update(budget_s=-5), "suites.digits-mlp.budget_s"),
         (
             lambda r: r["suites"]["digits-mlp"].update(population={"models": 8, "methods": ["nope"]}),
