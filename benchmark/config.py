@@ -670,5 +670,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         try:
             raw = yaml.safe_load(f) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+            raise ConfigError(f"{path}: invalid YAML: {yaml_error_line(exc)}") from None
     return parse_params(raw)
+
+
+def yaml_error_line(exc: yaml.YAMLError) -> str:
+    """A YAML parser error on one line: where (1-based line and column) and what, e.g. ``line 2, column 1:
+    expected the node content, but found '<stream end>'`` (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    what = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{what}"

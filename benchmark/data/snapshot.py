@@ -125,7 +125,7 @@ def load_snapshot(path: Path, *, verify: bool = True) -> Snapshot:
         root = root.parent
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
-        raise SnapshotError(f"{manifest_path}: snapshot manifest missing")
+        raise SnapshotError(f"{manifest_path}: snapshot manifest missing (make it: unlearn-bench fetch)")
     try:
         manifest = json.loads(manifest_path.read_text())
         image_shape = tuple(int(d) for d in manifest["image_shape"])

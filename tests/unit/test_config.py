@@ -174,6 +174,22 @@ def test_missing_file(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("suites: [1,\n", "line 2, column 1: expected the node content, but found '<stream end>'"),
+        ("a: 1\n b: 2\n", "line 2, column 3: mapping values are not allowed here"),
+        ("a: 'open\n", "line 2, column 1: found unexpected end of stream"),
+    ],
+)
+def test_invalid_yaml_is_one_line_naming_where(tmp_path, text, where):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}: invalid YAML: {where}"
+
+
 def test_a_list_of_grids_is_their_union_with_ids_naming_what_varies(raw):
     from types import SimpleNamespace
 

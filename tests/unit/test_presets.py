@@ -82,6 +82,13 @@ def test_unknown_preset_and_invalid_result_are_config_errors(tmp_path):
     (tmp_path / "presets" / "bad.yaml").write_text("grid: huge\n")
     with pytest.raises(ConfigError, match="^grid"):
         apply_preset("bad", ROOT / "params.yaml", tmp_path)
+    (tmp_path / "presets" / "broken.yaml").write_text("suites:\n  x: [1,\n")
+    with pytest.raises(ConfigError) as err:
+        apply_preset("broken", ROOT / "params.yaml", tmp_path)
+    assert str(err.value) == (
+        f"{tmp_path / 'presets' / 'broken.yaml'}: invalid YAML: line 3, column 1: "
+        "expected the node content, but found '<stream end>'"
+    )
 
 
 def test_cli_writes_the_merged_file(tmp_path, capsys):
