@@ -370,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Judge every cell against the gold models; write results/<suite>.csv.",
         _each_suite(_evaluate, "evaluate"),
         suite=True,
+        grid=True,  # the cells and gold references it judges are units on the executor (evaluate_units)
     )
     add(
         "leaderboard",

@@ -85,7 +85,7 @@ def test_unknown_method_filter_is_a_config_error(tmp_path, capsys):
 def test_executor_flags_override_the_params_file(file_cfg, argv, expected):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     params = parse_params({**raw, "executor": file_cfg})
-    for command in ("train", "gold", "unlearn"):
+    for command in ("memorize", "train", "gold", "tune", "population", "unlearn", "evaluate"):
         args = build_parser().parse_args([command, *argv])
         cfg = _with_executor(args, params).executor
         assert (cfg.kind, cfg.address, cfg.num_cpus) == expected
