@@ -11,7 +11,7 @@ Nothing is ever overwritten.
 ``DIR/pyproject.toml`` (the entry point ``NAME = "<package>.NAME:<Class>"`` in group
 ``benchmark.unlearners``, setuptools, src layout, pytest's ``pythonpath = ["src"]``), ``DIR/README.md``,
 ``DIR/src/<package>/{__init__,NAME}.py`` and ``DIR/tests/test_NAME.py``; the package is the folder's name
-with ``-`` -> ``_`` (or ``unlearn_NAME`` when that is not an identifier).
+with ``-`` -> ``_`` and ``.`` -> ``_``, lower-cased (a folder whose name does not make one is refused).
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ def validate_name(name: str) -> None:
 
 
 def _import_line(method_file: Path) -> str:
-    """How the generated test makes the method registered: nothing for built-ins (discovery imports them)."""
+    """How the generated test makes the method registered: nothing for built-ins (discovery imports them),
+    else the module's dotted path from the working directory, without a leading ``src`` (the src layout:
+    ``src/acme_unlearn/m.py`` is ``acme_unlearn.m``, importable once installed or with pytest's
+    ``pythonpath = ["src"]``, as the ``--package`` scaffold configures)."""
     folder = method_file.parent.resolve()
     if any(folder == Path(p).resolve() for p in builtin_package.__path__):
         return ""
@@ -66,6 +69,8 @@ def _import_line(method_file: Path) -> str:
         parts = method_file.resolve().with_suffix("").relative_to(Path.cwd().resolve()).parts
     except ValueError:
         parts = (method_file.stem,)
+    if len(parts) > 1 and parts[0] == "src":
+        parts = parts[1:]
     if not all(p.isidentifier() for p in parts):
         parts = (method_file.stem,)
     module = ".".join(parts)

@@ -115,3 +115,17 @@ def test_cli_new_method(workdir, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refusing to overwrite" in err[0]
     assert main(["new-method", "bad-name"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("method_dir", "module"),
+    [
+        ("myplugins", "myplugins.solo"),
+        ("src/acme_unlearn", "acme_unlearn.solo"),  # src layout: `src` is a folder, not a package
+        ("src", "solo"),  # a top-level module of the src layout
+        ("my-plugins", "solo"),  # not a dotted path: the module's own name
+    ],
+)
+def test_generated_test_imports_the_module_by_its_importable_name(workdir, method_dir, module):
+    _, test_file = scaffold_method("solo", Path(method_dir), Path("tests"))
+    assert f"import {module}  # noqa: F401" in test_file.read_text()
