@@ -411,7 +411,7 @@ def write_untuned(run: SuiteRun) -> Path:
     file says so, and the leaderboard's rows carry ``selected = False``."""
     path = run.layout.tuning_path(run.suite.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"suite": run.suite.name, "tuning": "disabled (tuning: null): built-in defaults, untuned",
+    doc = {"suite": run.suite.name, "tuning": "disabled (tuning: null): untuned, what methods: lists",
            "protocols": {}}  # fmt: skip
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
