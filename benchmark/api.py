@@ -25,9 +25,8 @@ from typing import Any
 
 import pandas as pd
 import torch
-import yaml
 
-from benchmark.config import parse_params
+from benchmark.config import parse_params, read_yaml
 from benchmark.runner.artifacts import Layout, load_state
 from benchmark.runner.cells import Cell
 from benchmark.runner.gold_reference import GoldReference
@@ -121,7 +120,7 @@ def open_suite(
 
     root = Path(root)
     path = Path(params) if Path(params).is_absolute() else root / params
-    raw = yaml.safe_load(path.read_text())
+    raw = read_yaml(path)
     raw["suites"][name].update(overrides or {})
     cfg = parse_params(raw)
     layout = Layout(root)

@@ -663,18 +663,21 @@ def parse_params(raw: dict[str, Any]) -> Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
-    if not path.exists():
+    return parse_params(read_yaml(Path(path)))
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path`` (``{}`` when empty): ``params.yaml``, a preset. A one-line ConfigError
+    when the file is missing or is not valid YAML."""
+    if not path.is_file():
         raise ConfigError(f"{path}: file not found (run from the repository root)")
-    with path.open() as f:
-        try:
-            raw = yaml.safe_load(f) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {yaml_error_line(exc)}") from None
-    return parse_params(raw)
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {_yaml_error_line(exc)}") from None
 
 
-def yaml_error_line(exc: yaml.YAMLError) -> str:
+def _yaml_error_line(exc: yaml.YAMLError) -> str:
     """A YAML parser error on one line: where (1-based line and column) and what, e.g. ``line 2, column 1:
     expected the node content, but found '<stream end>'`` (PyYAML's own text spans several lines)."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)

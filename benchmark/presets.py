@@ -12,9 +12,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from benchmark.config import ConfigError, parse_params, yaml_error_line
+from benchmark.config import ConfigError, parse_params, read_yaml
 
 
 def merge(base: Any, overlay: Any) -> Any:
@@ -41,14 +39,6 @@ def apply_preset(name: str, params_path: Path, root: Path = Path(".")) -> dict[s
     if not path.exists():
         known = ", ".join(available_presets(root)) or "none"
         raise ConfigError(f"preset {name!r}: no {path}; known presets: {known}")
-    merged = merge(_read_yaml(Path(params_path)), _read_yaml(path))
+    merged = merge(read_yaml(Path(params_path)), read_yaml(path))
     parse_params(copy.deepcopy(merged))  # every key checked before anything is written
     return merged
-
-
-def _read_yaml(path: Path) -> Any:
-    """The mapping in ``path``; a one-line ConfigError (line, column, what) when it is not valid YAML."""
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {yaml_error_line(exc)}") from None
