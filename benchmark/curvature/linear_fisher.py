@@ -18,7 +18,7 @@ the error of ``Σ_i log p_ic``: one backward pass per class for the whole batch.
 :func:`linear_sq_grad_sum` returns ``None`` where the identity does not hold as written, so that the caller
 falls back to :func:`torch.func.vmap` per-sample gradients: a trainable parameter outside an ``nn.Linear``
 (convolutions, normalisation layers), a parameter shared by two layers or a layer called twice (weight
-tying), or a linear layer applied to anything but an (n, in) batch (sequences).
+tying), a linear layer applied to anything but an (n, in) batch (sequences), or a model in training mode.
 
 The result equals the per-sample-gradient sum up to floating-point summation order (the tests check it
 against per-sample loops in float64).
@@ -66,6 +66,8 @@ def linear_sq_grad_sum(
     (``kind="true"``) for each trainable parameter ``names`` of ``model``, evaluated at ``params`` (name →
     tensor, the dtype of the computation) with ``fixed`` (frozen parameters and buffers); ``None`` when the
     closed form does not apply (see the module docstring) and per-sample gradients are needed."""
+    if model.training:  # BatchNorm would couple the samples, Dropout draw noise: per-sample code decides
+        return None
     owner = linear_layers(model, names)
     if owner is None:
         return None

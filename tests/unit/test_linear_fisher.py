@@ -147,3 +147,15 @@ def test_linear_layers_maps_names_to_roles():
         "5.bias": "bias",
     }
     assert linear_layers(with_layernorm(), ParamLayout(with_layernorm()).names) is None
+
+
+def test_a_model_in_training_mode_is_left_to_the_per_sample_code():
+    model, (x, y) = deep_mlp().train(), data()
+    layout = ParamLayout(model)
+    assert (
+        linear_sq_grad_sum(model, layout.names, layout.unflatten(flat_params(model)), {}, x, y, "empirical")
+        is None
+    )
+    torch.testing.assert_close(
+        fisher_diag(model, x, y), per_sample_loop(model, x, y, "empirical"), rtol=1e-12, atol=1e-15
+    )
