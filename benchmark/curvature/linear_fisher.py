@@ -8,7 +8,8 @@ backpropagated error at the layer's output and ``a_i`` its input. Hence
 
 where ``δ`` (n × out) and ``a`` (n × in) stack the samples. One batched forward and one backward pass give
 every ``δ_i`` at once (``∂ Σ_i ℓ_i / ∂z_i = ∂ℓ_i/∂z_i`` because, in eval mode, sample ``i``'s output
-depends on sample ``i`` only), so the diagonal empirical Fisher costs two matrix products per layer instead
+depends on sample ``i`` only: an assumption about the model that the per-sample code makes too, by
+evaluating one sample at a time), so the diagonal empirical Fisher costs two matrix products per layer instead
 of ``n`` per-sample gradients of length ``d``. This is the identity BackPACK's ``SumGradSquared`` and KFAC's
 factors use (Dangel, Kunstner, Hennig 2020, "BackPACK: Packing more into backprop", ICLR).
 
