@@ -129,8 +129,9 @@ def fisher_diag(
     """Diagonal Fisher information of the samples ``(x, y)`` at ``w`` (flat, dtype of ``w``).
 
     ``kind="empirical"``: ``(1/n) Σ_i (∇ℓ_i)²`` at the labels ``y``; ``kind="true"``:
-    ``(1/n) Σ_i Σ_c p_c(x_i) (∇ log p_c(x_i))²`` (labels unused; blocks of ``chunk_size // C`` samples,
-    so that a block holds about ``chunk_size`` gradients). Zeros for an empty set.
+    ``(1/n) Σ_i Σ_c p_c(x_i) (∇ log p_c(x_i))²`` (labels unused; per-sample blocks of ``chunk_size // C``
+    samples, so that a block holds about ``chunk_size`` gradients). Zeros for an empty set. A model of
+    linear layers only takes the closed form (module docstring) over chunks of ``chunk_size`` samples.
     """
     if kind not in FISHER_KINDS:
         raise ValueError(f"unknown Fisher kind {kind!r}; expected one of {FISHER_KINDS}")
